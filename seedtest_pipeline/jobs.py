@@ -1,0 +1,50 @@
+"""Jobs and schedules (UTC) that replace the CronJobs (SPEC §8).
+
+Every job carries a `seedtest/work` tag; the run coordinator allows one run per tag value at a
+time (dagster.yaml, deploy/dagster.yaml), so two runs of the same work never overlap.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+
+from seedtest_pipeline.partitions import daily_partitions, weekly_partitions
+from seedtest_pipeline.windows import iso_monday
+
+WORK_TAG = "seedtest/work"
+
+attempt_view_job = dg.define_asset_job(
+    "attempt_view", selection=dg.AssetSelection.assets("attempt"), tags={WORK_TAG: "attempt_view"}
+)
+features_daily_job = dg.define_asset_job(
+    "features_daily",
+    selection=dg.AssetSelection.assets("features_topic_daily"),
+    partitions_def=daily_partitions,
+    tags={WORK_TAG: "features_daily"},
+)
+weekly_kpi_job = dg.define_asset_job(
+    "weekly_kpi_refresh",
+    selection=dg.AssetSelection.assets("weekly_kpi"),
+    partitions_def=weekly_partitions,
+    tags={WORK_TAG: "weekly_kpi"},
+)
+
+# 01:15: yesterday's features (the job's partition for a daily schedule is the day that ended).
+features_schedule = dg.build_schedule_from_partitioned_job(
+    features_daily_job, hour_of_day=1, minute_of_hour=15, name="features_daily_0115"
+)
+
+
+def week_of_yesterday(now: datetime) -> str:
+    """The weekly partition containing yesterday: the running week, or on Monday the one just ended."""
+    return iso_monday(now.astimezone(timezone.utc).date() - timedelta(days=1)).isoformat()
+
+
+@dg.schedule(cron_schedule="10 2 * * *", job=weekly_kpi_job, execution_timezone="UTC", name="weekly_kpi_0210")
+def weekly_kpi_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    partition_key = week_of_yesterday(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=f"weekly_kpi:{context.scheduled_execution_time:%Y-%m-%d}", partition_key=partition_key)
+
+
+jobs = [attempt_view_job, features_daily_job, weekly_kpi_job]
+schedules = [features_schedule, weekly_kpi_schedule]

@@ -1,0 +1,137 @@
+-- The attempt V1 contract (SPEC §2.2): the student identity rule, tolerant readers for the
+-- loosely typed result_json fields, the row rules (attempt_rows) and the schema-locked view.
+-- Every statement is idempotent (CREATE OR REPLACE), so materialising `attempt` can re-apply it.
+-- CREATE OR REPLACE VIEW refuses to change a column's name, order or type: that is the lock.
+
+-- The one identity rule: user_id -> student_id.
+CREATE OR REPLACE FUNCTION seedtest_student_id(user_id text) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE
+    WHEN user_id IS NULL THEN NULL
+    -- ^[0-9a-f-]{36}$ that PostgreSQL also accepts as a uuid: hex in groups of four, an
+    -- optional hyphen between groups; 36 characters means 32 hex digits and 4 hyphens.
+    WHEN length(user_id) = 36 AND user_id ~* '^[0-9a-f]{4}(-?[0-9a-f]{4}){7}$' THEN user_id::uuid
+    ELSE md5(user_id)::uuid
+  END
+$$;
+
+-- Readers return NULL for a value that cannot be read, where a plain cast would abort the query.
+-- Nested CASE (not AND) because PostgreSQL does not promise left-to-right AND evaluation.
+CREATE OR REPLACE FUNCTION seedtest_read_bigint(value text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN value ~ '^\s*[+-]?[0-9]{1,19}\s*$' THEN
+    CASE WHEN btrim(value)::numeric BETWEEN -9223372036854775808 AND 9223372036854775807
+         THEN btrim(value)::bigint END
+  END
+$$;
+
+CREATE OR REPLACE FUNCTION seedtest_read_int(value text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN value ~ '^\s*[+-]?[0-9]{1,10}\s*$' THEN
+    CASE WHEN btrim(value)::numeric BETWEEN -2147483648 AND 2147483647
+         THEN btrim(value)::integer END
+  END
+$$;
+
+-- PostgreSQL's boolean input: unique prefixes of true/false/yes/no, on/off, 1/0, any case.
+CREATE OR REPLACE FUNCTION seedtest_read_bool(value text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE lower(btrim(value))
+    WHEN 't' THEN true WHEN 'tr' THEN true WHEN 'tru' THEN true WHEN 'true' THEN true
+    WHEN 'y' THEN true WHEN 'ye' THEN true WHEN 'yes' THEN true WHEN 'on' THEN true WHEN '1' THEN true
+    WHEN 'f' THEN false WHEN 'fa' THEN false WHEN 'fal' THEN false WHEN 'fals' THEN false
+    WHEN 'false' THEN false WHEN 'n' THEN false WHEN 'no' THEN false WHEN 'of' THEN false
+    WHEN 'off' THEN false WHEN '0' THEN false
+  END
+$$;
+
+-- Seconds as numeric, only when the milliseconds fit the view's integer column.
+CREATE OR REPLACE FUNCTION seedtest_read_seconds(value text) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN value ~ '^\s*[+-]?([0-9]{1,12}(\.[0-9]*)?|\.[0-9]+)\s*$' THEN
+    CASE WHEN abs(btrim(value)::numeric) < 2147483.6 THEN btrim(value)::numeric END
+  END
+$$;
+
+CREATE OR REPLACE FUNCTION seedtest_questions(result_json jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN jsonb_typeof(result_json -> 'questions') = 'array'
+              THEN result_json -> 'questions' ELSE '[]'::jsonb END
+$$;
+
+-- The row rules, once. The V1 view numbers these rows; partitioned work filters them by
+-- completed_at, which PostgreSQL pushes down to an index range scan of exam_results.
+-- user_id, result_id and question_no are carried for grouping and a total attempt order.
+CREATE OR REPLACE VIEW attempt_rows AS
+SELECT
+  ('x' || left(md5(r.id::text || '-' || (q.element ->> 'question_id')), 16))::bit(64)::bigint AS id,
+  seedtest_student_id(r.user_id) AS student_id,
+  seedtest_read_bigint(q.element ->> 'question_id') AS item_id,
+  coalesce(seedtest_read_bool(q.element ->> 'is_correct'),
+           seedtest_read_bool(q.element ->> 'correct'), false) AS correct,
+  coalesce(round(seedtest_read_seconds(q.element ->> 'time_spent_sec') * 1000)::integer, 0) AS response_time_ms,
+  coalesce(seedtest_read_int(q.element ->> 'used_hints') > 0, false) AS hint_used,
+  coalesce(r.updated_at, r.created_at) AS completed_at,
+  coalesce(r.updated_at, r.created_at)
+    - make_interval(secs => coalesce(round(seedtest_read_seconds(q.element ->> 'time_spent_sec')), 0)::float8) AS started_at,
+  r.session_id,
+  nullif(q.element ->> 'topic', '') AS topic_id,
+  r.user_id,
+  r.id AS result_id,
+  q.question_no
+FROM exam_results r
+CROSS JOIN LATERAL jsonb_array_elements(seedtest_questions(r.result_json))
+  WITH ORDINALITY AS q(element, question_no)
+WHERE seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL;
+
+-- What the row rules left out or could not read, one row per finding (SPEC §2.2).
+CREATE OR REPLACE VIEW attempt_input_issues AS
+SELECT r.session_id, coalesce(r.updated_at, r.created_at) AS completed_at, finding.kind
+FROM exam_results r
+CROSS JOIN LATERAL (
+  SELECT CASE WHEN r.result_json ? 'questions' THEN 'questions_not_array'
+              ELSE 'questions_missing' END AS kind
+  WHERE jsonb_typeof(r.result_json -> 'questions') IS DISTINCT FROM 'array'
+  UNION ALL
+  SELECT 'user_id_missing' WHERE r.user_id IS NULL
+  UNION ALL
+  SELECT element_finding.kind
+  FROM jsonb_array_elements(seedtest_questions(r.result_json)) AS q(element)
+  CROSS JOIN LATERAL (VALUES
+    (CASE WHEN jsonb_typeof(q.element) <> 'object' THEN 'question_not_object'
+          WHEN coalesce(q.element ->> 'question_id', '') = '' THEN 'question_id_missing'
+          WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NULL THEN 'question_id_unreadable'
+     END),
+    (CASE WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL THEN
+       CASE WHEN nullif(q.element ->> 'is_correct', '') IS NOT NULL
+                 AND seedtest_read_bool(q.element ->> 'is_correct') IS NULL THEN 'correct_unreadable'
+            WHEN nullif(q.element ->> 'is_correct', '') IS NULL
+                 AND nullif(q.element ->> 'correct', '') IS NOT NULL
+                 AND seedtest_read_bool(q.element ->> 'correct') IS NULL THEN 'correct_unreadable'
+       END END),
+    (CASE WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
+               AND nullif(q.element ->> 'time_spent_sec', '') IS NOT NULL
+               AND seedtest_read_seconds(q.element ->> 'time_spent_sec') IS NULL THEN 'time_spent_unreadable' END),
+    (CASE WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
+               AND nullif(q.element ->> 'used_hints', '') IS NOT NULL
+               AND seedtest_read_int(q.element ->> 'used_hints') IS NULL THEN 'used_hints_unreadable' END)
+  ) AS element_finding(kind)
+  WHERE element_finding.kind IS NOT NULL
+) AS finding;
+
+-- attempt V1: names, order and types are frozen (SPEC §2.2).
+CREATE OR REPLACE VIEW attempt AS
+SELECT
+  id,
+  student_id,
+  item_id,
+  correct,
+  response_time_ms,
+  hint_used,
+  completed_at,
+  started_at,
+  (row_number() OVER (PARTITION BY student_id, item_id
+                      ORDER BY completed_at, result_id, question_no))::integer AS attempt_no,
+  session_id,
+  topic_id
+FROM attempt_rows;

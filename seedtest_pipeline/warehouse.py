@@ -1,0 +1,141 @@
+"""The warehouse connection: which PostgreSQL, the one engine factory, and the one partition writer.
+
+By default the warehouse is an embedded PostgreSQL 16 (pgserver) whose data lives under
+$SEEDTEST_HOME (default ./.seedtest), reused across runs. DATABASE_URL names any other server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+WAREHOUSE_DATABASE = "seedtest"
+DAGSTER_DATABASE = "dagster"
+
+
+def seedtest_home() -> Path:
+    return Path(os.environ.get("SEEDTEST_HOME", ".seedtest")).resolve()
+
+
+def with_driver(url: str, driver: str) -> str:
+    """postgresql://... -> postgresql+DRIVER://... (SQLAlchemy picks psycopg 3 for a bare URL,
+    which dagster-postgres cannot use; the project's own engine wants psycopg 3)."""
+    scheme, rest = url.split("://", 1)
+    if not scheme.startswith(("postgresql", "postgres")):
+        raise ValueError(f"not a PostgreSQL URL: {scheme}://...")
+    return f"postgresql+{driver}://{rest}"
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """An embedded PostgreSQL; `server` keeps it running while this process holds it."""
+
+    admin_url: str
+    server: object
+
+    def database_url(self, database: str) -> str:
+        return with_database(self.admin_url, database)
+
+
+def start_embedded(home: Path | None = None) -> EmbeddedServer:
+    """Start (or attach to) the embedded server and make sure its two databases exist."""
+    import pgserver  # imported here: only the embedded path needs it
+
+    data_dir = (home or seedtest_home()) / "pgdata"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    embedded = EmbeddedServer(admin_url=server.get_uri(), server=server)
+    create_database_if_missing(embedded.admin_url, WAREHOUSE_DATABASE)
+    create_database_if_missing(embedded.admin_url, DAGSTER_DATABASE)
+    return embedded
+
+
+def create_database_if_missing(admin_url: str, database: str) -> None:
+    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+            )
+            if not exists:
+                connection.exec_driver_sql(f'CREATE DATABASE "{database}"')
+    finally:
+        engine.dispose()
+
+
+_embedded: EmbeddedServer | None = None
+
+
+def warehouse_url() -> str:
+    """DATABASE_URL when set; otherwise the embedded server's warehouse database."""
+    global _embedded
+    configured = os.environ.get("DATABASE_URL", "").strip()
+    if configured:
+        return configured
+    if _embedded is None:
+        _embedded = start_embedded()
+    return _embedded.database_url(WAREHOUSE_DATABASE)
+
+
+def make_engine(url: str, **options) -> Engine:
+    """The one engine factory: psycopg 3, pre-ping, UTC sessions."""
+    return sa.create_engine(
+        with_driver(url, "psycopg"),
+        pool_pre_ping=True,
+        connect_args={"options": "-c timezone=UTC"},
+        **options,
+    )
+
+
+def replace_rows(
+    connection: Connection,
+    table: str,
+    staged_select: str,
+    params: dict,
+    window_condition: str,
+    key_columns: tuple[str, ...],
+    data_columns: tuple[str, ...],
+    stamp_column: str,
+) -> tuple[int, int]:
+    """Replace the rows of one window of `table` with the result of `staged_select`, atomically.
+
+    Runs inside the caller's transaction: a failure anywhere rolls back to the previous rows.
+    Rows whose data did not change keep their old `stamp_column`, so re-running a partition
+    leaves identical rows. `window_condition` selects the window's rows by bind parameters.
+    Returns (rows deleted, rows inserted).
+    """
+    # Two writers of the same window queue up instead of interleaving delete and insert.
+    connection.execute(
+        sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock_key))"),
+        {"lock_key": f"{table}:{sorted(params.items())}"},
+    )
+    connection.execute(sa.text("DROP TABLE IF EXISTS pg_temp.staged_rows"))
+    # CREATE TABLE AS may run its SELECT in parallel; INSERT ... SELECT may not.
+    connection.execute(
+        sa.text(f"CREATE TEMP TABLE staged_rows ON COMMIT DROP AS {staged_select}"), params
+    )
+    keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
+    same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
+    connection.execute(
+        sa.text(
+            f"UPDATE staged_rows s SET {stamp_column} = t.{stamp_column} "
+            f"FROM {table} t WHERE {keys} AND {same_data}"
+        )
+    )
+    deleted = connection.execute(sa.text(f"DELETE FROM {table} WHERE {window_condition}"), params).rowcount
+    columns = ", ".join((*key_columns, *data_columns, stamp_column))
+    inserted = connection.execute(
+        sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM staged_rows")
+    ).rowcount
+    connection.execute(sa.text("DROP TABLE pg_temp.staged_rows"))
+    return deleted, inserted
