@@ -1,0 +1,116 @@
+"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui, irt)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+
+from seedtest_pipeline import migrations, warehouse
+
+
+def cmd_db(args) -> int:
+    from seedtest_pipeline.local import prepare_environment
+
+    embedded = prepare_environment()  # noqa: F841 (keeps the embedded server up while we work)
+    engine = warehouse.make_engine(os.environ["DATABASE_URL"])
+    if args.action == "upgrade":
+        migrations.upgrade(engine, args.revision or "head")
+    elif args.action == "downgrade":
+        if not args.revision:
+            raise SystemExit("db downgrade needs a revision, e.g. 0002 or base")
+        migrations.downgrade(engine, args.revision)
+    elif args.action == "url":
+        print(os.environ["DATABASE_URL"])
+        return 0
+    print(f"schema at revision {migrations.current_revision(engine)} (head {migrations.head_revision()})")
+    return 0
+
+
+def cmd_seed(args) -> int:
+    from seedtest_pipeline import synthetic
+    from seedtest_pipeline.attempts import apply_schema
+    from seedtest_pipeline.local import prepare_environment
+
+    embedded = prepare_environment()  # noqa: F841
+    engine = warehouse.make_engine(os.environ["DATABASE_URL"])
+    apply_schema(engine)
+    end_date = args.end or datetime.now(timezone.utc).date() - timedelta(days=1)
+    config = synthetic.SyntheticConfig(
+        students=args.students, days=args.days, end_date=end_date, seed=args.seed, malformed=args.malformed
+    )
+    with engine.begin() as connection:
+        summary = synthetic.seed_exam_results(connection.connection.driver_connection, config)
+    print(summary)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from seedtest_pipeline.demo import run_demo
+
+    run_demo(students=args.students, weeks=args.weeks, reseed=args.reseed)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from seedtest_pipeline.local import prepare_environment
+
+    embedded = prepare_environment()  # noqa: F841 (the server lives as long as this process)
+    migrations.upgrade(warehouse.make_engine(os.environ["DATABASE_URL"]))
+    command = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # dagster dev shuts its webserver, daemon and code servers down on SIGINT to itself only.
+        process.send_signal(signal.SIGINT)
+        return process.wait()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seedtest-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="the warehouse schema: upgrade, downgrade, current, url")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current", "url"])
+    db.add_argument("revision", nargs="?", help="target revision (default head for upgrade)")
+    db.set_defaults(func=cmd_db)
+
+    seed = commands.add_parser("seed", help="write synthetic exam_results into the warehouse")
+    seed.add_argument("--students", type=int, default=2000)
+    seed.add_argument("--days", type=int, default=56)
+    seed.add_argument("--end", type=date.fromisoformat, help="last day (default yesterday, UTC)")
+    seed.add_argument("--seed", type=int, default=7)
+    seed.add_argument("--malformed", action="store_true", help="inject every malformed kind of SPEC §2.2")
+    seed.set_defaults(func=cmd_seed)
+
+    demo = commands.add_parser("demo", help="seed, run the whole chain, print a summary")
+    demo.add_argument("--students", type=int, default=2000)
+    demo.add_argument("--weeks", type=int, default=8)
+    demo.add_argument("--reseed", action="store_true", help="replace exam_results with fresh data")
+    demo.set_defaults(func=cmd_demo)
+
+    ui = commands.add_parser("ui", help="dagster dev (webserver + daemon) on the local instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+
+    try:
+        from seedtest_pipeline.irt_cli import add_irt_parser
+    except ImportError:  # the IRT engine lands separately
+        pass
+    else:
+        add_irt_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
