@@ -1,0 +1,209 @@
+"""features_topic_daily: equal to aggregating the view, idempotent, atomic."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections import defaultdict
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from factories import insert_results, question, result, utc
+from seedtest_pipeline.features import write_features
+from seedtest_pipeline.windows import DayRange
+
+FIRST = date(2026, 9, 1)
+DAYS = 40
+TOPICS = ["대수", "geometry", "", None]
+
+
+def random_results(seed: int = 3, users: int = 12) -> list[dict]:
+    rng = random.Random(seed)
+    results = []
+    for u in range(users):
+        user_id = f"u-{u}" if u % 3 else str(__import__("uuid").UUID(int=rng.getrandbits(128)))
+        for day in range(DAYS):
+            for _ in range(rng.choice([0, 0, 1, 2])):
+                at = utc(FIRST.year, FIRST.month, FIRST.day, rng.randrange(24), rng.randrange(60)) + timedelta(days=day)
+                timed = rng.random() > 0.2
+                questions = [
+                    question(
+                        rng.randrange(1, 40),
+                        correct=rng.random() < 0.6,
+                        seconds=round(rng.uniform(2, 90), 2) if timed else None,
+                        hints=rng.choice([0, 0, 1, "2"]) if timed else None,
+                        topic=rng.choice(TOPICS),
+                    )
+                    for _ in range(rng.randrange(3, 9))
+                ]
+                if rng.random() < 0.05:
+                    questions.append({"question_id": "q-bad", "is_correct": True})
+                results.append(result(user_id, at, questions))
+    results.append(result(None, utc(2026, 9, 20, 12), [question(1)]))  # no user: not attributable
+    return results
+
+
+def features(engine, days: DayRange) -> list[dict]:
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.text(
+                "SELECT seedtest_student_id(user_id) AS student_id, * FROM features_topic_daily "
+                "WHERE date >= :first AND date < :end ORDER BY user_id, topic_id, date"
+            ),
+            {"first": days.first, "end": days.end},
+        )
+        return [dict(r._mapping) for r in found]
+
+
+def improvement(k_r, n_r, k_p, n_p):
+    """SPEC §4 I_t, written independently of the SQL function."""
+    if not n_r or not n_p:
+        return None
+    p_r, p_p = k_r / n_r, k_p / n_p
+    value = (p_r - p_p) * min(1, n_r / 30) * (1 - min(0.5, 1.96 * math.sqrt(p_r * (1 - p_r) / n_r)))
+    return max(-1.0, min(1.0, value))
+
+
+def from_view(engine, days: DayRange) -> dict[tuple, dict]:
+    """What aggregating the attempt view over the window gives (timed = response_time_ms > 0)."""
+    with engine.connect() as connection:
+        attempts = connection.execute(
+            sa.text("SELECT * FROM attempt WHERE student_id IS NOT NULL AND completed_at < :end"),
+            {"end": utc(days.end.year, days.end.month, days.end.day)},
+        ).all()
+    per_user_day = defaultdict(lambda: [0, 0])
+    groups = defaultdict(list)
+    for a in attempts:
+        day = a.completed_at.date()
+        per_user_day[(a.student_id, day)][0] += 1
+        per_user_day[(a.student_id, day)][1] += a.correct
+        if days.first <= day < days.end:
+            groups[(a.student_id, a.topic_id or "general", day)].append(a)
+    expected = {}
+    for (student, topic, day), group in groups.items():
+        timed = [a.response_time_ms for a in group if a.response_time_ms > 0]
+        timed_correct = [a.response_time_ms for a in group if a.response_time_ms > 0 and a.correct]
+
+        def window(lo, hi):
+            cells = [per_user_day.get((student, day - timedelta(days=d)), [0, 0]) for d in range(lo, hi + 1)]
+            return sum(c[1] for c in cells), sum(c[0] for c in cells)
+
+        k_r, n_r = window(0, 13)
+        k_p, n_p = window(14, 27)
+        expected[(student, topic, day)] = {
+            "attempts": len(group),
+            "correct": sum(a.correct for a in group),
+            "hints": sum(a.hint_used for a in group),
+            "avg_time_ms": round(statistics.mean(timed)) if timed else None,
+            "rt_median": round(statistics.median(timed)) if timed else None,
+            "rt_correct_median": round(statistics.median(timed_correct)) if timed_correct else None,
+            "improvement": improvement(k_r, n_r, k_p, n_p),
+            "last_seen_at": max(a.completed_at for a in group),
+        }
+    return expected
+
+
+def test_features_equal_aggregating_the_view(engine):
+    insert_results(engine, random_results())
+    days = DayRange(FIRST + timedelta(days=30), FIRST + timedelta(days=33))
+    with engine.begin() as connection:
+        outcome = write_features(connection, days)
+    expected = from_view(engine, days)
+    found = {(f["student_id"], f["topic_id"], f["date"]): f for f in features(engine, days)}
+    assert outcome.rows_written == len(found) == len(expected) > 20
+    for key, values in expected.items():
+        row = found[key]
+        for column, value in values.items():
+            if column == "improvement":
+                assert (row[column] is None) == (value is None), key
+                if value is not None:
+                    assert float(row[column]) == pytest.approx(value, abs=1e-6), key
+            elif column in ("avg_time_ms", "rt_median", "rt_correct_median") and value is not None:
+                assert abs(row[column] - value) <= 1, (key, column)  # .5 rounding: half-even vs half-up
+            else:
+                assert row[column] == value, (key, column)
+
+
+def test_single_run_range_equals_day_by_day_runs(engine):
+    insert_results(engine, random_results(seed=5, users=6))
+    whole = DayRange(FIRST, FIRST + timedelta(days=DAYS))
+    with engine.begin() as connection:
+        write_features(connection, whole)
+    in_one_run = features(engine, whole)
+    with engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE features_topic_daily"))
+    for offset in range(DAYS):
+        with engine.begin() as connection:
+            write_features(connection, DayRange.from_key(str(FIRST + timedelta(days=offset))))
+    day_by_day = features(engine, whole)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "computed_at"} for r in rows]  # noqa: E731
+    assert strip(in_one_run) == strip(day_by_day)
+
+
+def test_rerunning_a_partition_gives_identical_rows(engine):
+    insert_results(engine, random_results(seed=7, users=5))
+    days = DayRange.from_key(str(FIRST + timedelta(days=20)))
+    with engine.begin() as connection:
+        write_features(connection, days)
+    first = features(engine, days)
+    with engine.begin() as connection:
+        again = write_features(connection, days)
+    assert features(engine, days) == first  # computed_at included: unchanged rows keep theirs
+    assert again.rows_deleted == again.rows_written == len(first) > 0
+
+
+def test_changed_source_rows_get_a_new_computed_at(engine):
+    insert_results(engine, [result("u-1", utc(2026, 9, 10, 8), [question(1, correct=False)])])
+    days = DayRange.from_key("2026-09-10")
+    with engine.begin() as connection:
+        write_features(connection, days)
+    (before,) = features(engine, days)
+    insert_results(engine, [result("u-1", utc(2026, 9, 10, 9), [question(2, correct=True)])])
+    with engine.begin() as connection:
+        write_features(connection, days)
+    (after,) = features(engine, days)
+    assert (after["attempts"], after["correct"]) == (2, 1)
+    assert after["computed_at"] > before["computed_at"]
+
+
+def test_a_failure_mid_write_leaves_the_previous_rows(engine):
+    insert_results(engine, random_results(seed=9, users=4))
+    days = DayRange(FIRST, FIRST + timedelta(days=10))
+    with engine.begin() as connection:
+        write_features(connection, days)
+    before = features(engine, days)
+    insert_results(engine, [result("u-poison", utc(2026, 9, 3, 10), [question(1)])])
+    with engine.begin() as connection:
+        # A real failure inside the insert, after the window's rows were deleted.
+        connection.execute(sa.text("""
+            CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.user_id = 'u-poison' THEN RAISE EXCEPTION 'disk full (simulated)'; END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_poison BEFORE INSERT ON features_topic_daily
+              FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+        """))
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match="disk full"), engine.begin() as connection:
+            write_features(connection, days)
+        assert features(engine, days) == before
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP TRIGGER refuse_poison ON features_topic_daily; DROP FUNCTION refuse_poison()"))
+
+
+def test_window_rejections_are_counted_with_sample_sessions(engine):
+    insert_results(engine, [
+        result("u-1", utc(2026, 9, 10, 8), [question(1), {"question_id": "q-9"}], session_id="s-bad"),
+        result(None, utc(2026, 9, 10, 9), [question(1)], session_id="s-nobody"),
+        result("u-1", utc(2026, 9, 11, 9), [{"question_id": "x"}], session_id="s-next-day"),
+    ])
+    with engine.begin() as connection:
+        outcome = write_features(connection, DayRange.from_key("2026-09-10"))
+    assert outcome.issues.counts == {"question_id_unreadable": 1, "user_id_missing": 1}
+    assert outcome.issues.samples["question_id_unreadable"] == ["s-bad"]
+    assert outcome.rows_written == 1 and outcome.attempts == 1
