@@ -55,7 +55,7 @@ def features_topic_daily(
             "users": dg.MetadataValue.int(result.users),
             "topics": dg.MetadataValue.int(result.topics),
             "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            "attempts_per_second": dg.MetadataValue.float(round(result.attempts / max(result.seconds, 1e-9))),
+            "attempts_per_second": dg.MetadataValue.int(round(result.attempts / max(result.seconds, 1e-9))),
             "preview": dg.MetadataValue.md(markdown_table(sample)),
         },
         check_results=[

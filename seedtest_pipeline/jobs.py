@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from seedtest_pipeline.partitions import daily_partitions, weekly_partitions
 from seedtest_pipeline.windows import iso_monday
 
 WORK_TAG = "seedtest/work"
@@ -19,13 +18,11 @@ attempt_view_job = dg.define_asset_job(
 features_daily_job = dg.define_asset_job(
     "features_daily",
     selection=dg.AssetSelection.assets("features_topic_daily"),
-    partitions_def=daily_partitions,
     tags={WORK_TAG: "features_daily"},
 )
 weekly_kpi_job = dg.define_asset_job(
     "weekly_kpi_refresh",
     selection=dg.AssetSelection.assets("weekly_kpi"),
-    partitions_def=weekly_partitions,
     tags={WORK_TAG: "weekly_kpi"},
 )
 

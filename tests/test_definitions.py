@@ -1,0 +1,104 @@
+"""The Dagster layer: definitions load, lineage, schedules, the sensor, and real materialisations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from assets.attempt import attempt
+from assets.features import features_topic_daily
+from assets.kpi import weekly_kpi
+from assets.source import exam_results_observer
+from factories import insert_results, question, result, utc
+from resources.warehouse import WarehouseResource
+from seedtest_pipeline.definitions import defs
+from seedtest_pipeline.jobs import weekly_kpi_schedule
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_lineage_follows_what_each_asset_reads():
+    graph = defs.resolve_asset_graph()
+    parents = lambda key: {k.to_user_string() for k in graph.get(dg.AssetKey(key)).parent_keys}  # noqa: E731
+    assert parents("attempt") == {"exam_results"}
+    assert parents("features_topic_daily") == {"attempt"}
+    assert parents("weekly_kpi") == {"attempt", "features_topic_daily"}
+
+
+@pytest.mark.parametrize(
+    ("now", "expected_week"),
+    [
+        (datetime(2026, 11, 23, 2, 10, tzinfo=timezone.utc), "2026-11-16"),  # Monday: the week just ended
+        (datetime(2026, 11, 25, 2, 10, tzinfo=timezone.utc), "2026-11-23"),  # Wednesday: the running week
+    ],
+)
+def test_kpi_schedule_refreshes_the_week_of_yesterday(now, expected_week):
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=now)
+        request = weekly_kpi_schedule(context)
+    assert request.partition_key == expected_week
+
+
+def test_features_schedule_runs_yesterday_at_0115():
+    features_schedule = defs.resolve_schedule_def("features_daily_0115")
+    assert features_schedule.cron_schedule == "15 1 * * *"
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 11, 23, 1, 15, tzinfo=timezone.utc)
+        )
+        (request,) = features_schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-22"
+
+
+def test_observer_records_exam_results_only_when_it_changed(engine, database_url):
+    insert_results(engine, [result("u-1", utc(2026, 11, 20, 9), [question(1)])])
+    warehouse = WarehouseResource(database_url=database_url)
+    with dg.instance_for_test() as instance:
+        first = exam_results_observer(dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}))
+        (observation,) = first.asset_events
+        assert observation.metadata["sessions"].value == 1
+        again = exam_results_observer(
+            dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"warehouse": warehouse})
+        )
+    assert isinstance(again, dg.SkipReason)
+
+
+def test_the_chain_materialises_with_checks(engine, database_url):
+    base = utc(2026, 10, 5, 10)
+    insert_results(engine, [
+        result(f"u-{u}", base + timedelta(days=d, hours=u), [question(d + u, correct=(d + u) % 3 > 0), question(50 + d)])
+        for u in range(4) for d in range(14)
+    ] + [result("u-0", base, [{"question_id": "q-1"}], session_id="s-malformed")])
+    resources = {"warehouse": WarehouseResource(database_url=database_url)}
+    with dg.instance_for_test() as instance:
+        attempt_run = dg.materialize([attempt], resources=resources, instance=instance)
+        checks = {e.check_name: e for e in attempt_run.get_asset_check_evaluations()}
+        assert {name for name, e in checks.items() if e.passed} == {
+            "v1_schema_locked", "student_id_deterministic", "required_columns_not_null"}
+        assert checks["malformed_input"].metadata["findings"].value == 1
+
+        features_run = dg.materialize(
+            [features_topic_daily], resources=resources, instance=instance,
+            tags={ASSET_PARTITION_RANGE_START_TAG: "2026-10-05", ASSET_PARTITION_RANGE_END_TAG: "2026-10-18"},
+        )
+        materializations = features_run.asset_materializations_for_node("features_topic_daily")
+        assert len(materializations) == 14  # one per partition of the single run
+        materialization = materializations[0]
+        assert materialization.metadata["days"].value == 14
+        assert materialization.metadata["attempts"].value == 4 * 14 * 2
+        assert len(instance.get_materialized_partitions(dg.AssetKey("features_topic_daily"))) == 14
+
+        kpi_run = dg.materialize([weekly_kpi], resources=resources, instance=instance, partition_key="2026-10-12")
+        (check,) = kpi_run.get_asset_check_evaluations()
+        assert check.passed
+        (materialization,) = kpi_run.asset_materializations_for_node("weekly_kpi")
+        assert materialization.metadata["users"].value == 4
+
+        missing = dg.materialize([weekly_kpi], resources=resources, instance=instance, partition_key="2026-10-19")
+        (check,) = missing.get_asset_check_evaluations()
+        assert not check.passed and "2026-10-19" in check.metadata["missing_days"].value
