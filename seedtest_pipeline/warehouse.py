@@ -87,12 +87,17 @@ def warehouse_url() -> str:
     return _embedded.database_url(WAREHOUSE_DATABASE)
 
 
+# Sessions sort and hash hundreds of thousands of attempts per query; PostgreSQL's default 4MB
+# sends those sorts to disk. A batch pipeline holds few connections, so this is affordable.
+SESSION_OPTIONS = "-c timezone=UTC -c work_mem=64MB"
+
+
 def make_engine(url: str, **options) -> Engine:
-    """The one engine factory: psycopg 3, pre-ping, UTC sessions."""
+    """The one engine factory: psycopg 3, pre-ping, UTC sessions with analytic work_mem."""
     return sa.create_engine(
         with_driver(url, "psycopg"),
         pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC"},
+        connect_args={"options": SESSION_OPTIONS},
         **options,
     )
 

@@ -12,11 +12,15 @@ $$;
 CREATE OR REPLACE FUNCTION kpi_improvement(correct_recent bigint, attempts_recent bigint,
                                            correct_previous bigint, attempts_previous bigint)
 RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT kpi_clamp((p_r - p_p) * least(1.0, n_r / 30.0)
-                   * (1 - least(0.5, 1.96 * sqrt(p_r * (1 - p_r) / n_r))), -1, 1)
-  FROM (SELECT correct_recent::float8 / nullif(attempts_recent, 0) AS p_r,
-               correct_previous::float8 / nullif(attempts_previous, 0) AS p_p,
-               attempts_recent::float8 AS n_r) AS accuracy
+  -- One expression (no FROM) so PostgreSQL inlines it into the calling query.
+  SELECT kpi_clamp(
+    (correct_recent::float8 / nullif(attempts_recent, 0)
+       - correct_previous::float8 / nullif(attempts_previous, 0))
+    * least(1.0, attempts_recent / 30.0)
+    * (1 - least(0.5, 1.96 * sqrt((correct_recent::float8 / nullif(attempts_recent, 0))
+                                  * (1 - correct_recent::float8 / nullif(attempts_recent, 0))
+                                  / nullif(attempts_recent, 0)))),
+    -1, 1)
 $$;
 
 -- E_t: how much faster the median correct answer got (28 days vs the 28 before), in [0, 1].
@@ -63,4 +67,14 @@ RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                   ELSE kpi_clamp(mean_gap_days / 7.0) END
     + 0.15 * kpi_clamp(1.0 - sessions / 10.0))
   END
+$$;
+
+-- The median of an array already sorted ascending (percentile_cont(0.5) semantics); NULL if empty.
+-- Aggregating into a sorted array lets PostgreSQL sort once for many groups.
+CREATE OR REPLACE FUNCTION seedtest_sorted_median(sorted integer[])
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN n % 2 = 1 THEN sorted[(n + 1) / 2]::float8
+              ELSE (sorted[n / 2]::float8 + sorted[n / 2 + 1]) / 2 END
+  FROM (SELECT cardinality(sorted) AS n) AS size
+  WHERE n > 0
 $$;

@@ -29,5 +29,6 @@ def downgrade() -> None:
         DROP FUNCTION kpi_efficiency(float8, float8);
         DROP FUNCTION kpi_improvement(bigint, bigint, bigint, bigint);
         DROP FUNCTION kpi_clamp(float8, float8, float8);
+        DROP FUNCTION seedtest_sorted_median(integer[]);
         """
     )
