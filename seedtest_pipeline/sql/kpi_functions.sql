@@ -70,11 +70,11 @@ RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- The median of an array already sorted ascending (percentile_cont(0.5) semantics); NULL if empty.
--- Aggregating into a sorted array lets PostgreSQL sort once for many groups.
+-- Aggregating into a sorted array lets PostgreSQL sort once for many groups. One expression (no
+-- FROM), so it is inlined into the calling query.
 CREATE OR REPLACE FUNCTION seedtest_sorted_median(sorted integer[])
 RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT CASE WHEN n % 2 = 1 THEN sorted[(n + 1) / 2]::float8
-              ELSE (sorted[n / 2]::float8 + sorted[n / 2 + 1]) / 2 END
-  FROM (SELECT cardinality(sorted) AS n) AS size
-  WHERE n > 0
+  SELECT CASE WHEN cardinality(sorted) % 2 = 1 THEN sorted[(cardinality(sorted) + 1) / 2]::float8
+              WHEN cardinality(sorted) > 0
+              THEN (sorted[cardinality(sorted) / 2]::float8 + sorted[cardinality(sorted) / 2 + 1]) / 2 END
 $$;
