@@ -73,40 +73,41 @@ CROSS JOIN LATERAL jsonb_array_elements(seedtest_questions(r.result_json))
   WITH ORDINALITY AS q(element, question_no)
 WHERE seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL;
 
--- What the row rules left out or could not read, one row per finding (SPEC §2.2).
+-- What the row rules left out or could not read, one row per finding (SPEC §2.2). Flat on
+-- purpose: one pass over the elements, every finding of an element in one small array.
+-- Findings about the whole result (questions, user_id) are attached to its first element, or to
+-- the result itself when it has no elements.
 CREATE OR REPLACE VIEW attempt_input_issues AS
 SELECT r.session_id, coalesce(r.updated_at, r.created_at) AS completed_at, finding.kind
 FROM exam_results r
-CROSS JOIN LATERAL (
-  SELECT CASE WHEN r.result_json ? 'questions' THEN 'questions_not_array'
-              ELSE 'questions_missing' END AS kind
-  WHERE jsonb_typeof(r.result_json -> 'questions') IS DISTINCT FROM 'array'
-  UNION ALL
-  SELECT 'user_id_missing' WHERE r.user_id IS NULL
-  UNION ALL
-  SELECT element_finding.kind
-  FROM jsonb_array_elements(seedtest_questions(r.result_json)) AS q(element)
-  CROSS JOIN LATERAL (VALUES
-    (CASE WHEN jsonb_typeof(q.element) <> 'object' THEN 'question_not_object'
-          WHEN coalesce(q.element ->> 'question_id', '') = '' THEN 'question_id_missing'
-          WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NULL THEN 'question_id_unreadable'
-     END),
-    (CASE WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL THEN
-       CASE WHEN nullif(q.element ->> 'is_correct', '') IS NOT NULL
-                 AND seedtest_read_bool(q.element ->> 'is_correct') IS NULL THEN 'correct_unreadable'
-            WHEN nullif(q.element ->> 'is_correct', '') IS NULL
-                 AND nullif(q.element ->> 'correct', '') IS NOT NULL
-                 AND seedtest_read_bool(q.element ->> 'correct') IS NULL THEN 'correct_unreadable'
-       END END),
-    (CASE WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
-               AND nullif(q.element ->> 'time_spent_sec', '') IS NOT NULL
-               AND seedtest_read_seconds(q.element ->> 'time_spent_sec') IS NULL THEN 'time_spent_unreadable' END),
-    (CASE WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
-               AND nullif(q.element ->> 'used_hints', '') IS NOT NULL
-               AND seedtest_read_int(q.element ->> 'used_hints') IS NULL THEN 'used_hints_unreadable' END)
-  ) AS element_finding(kind)
-  WHERE element_finding.kind IS NOT NULL
-) AS finding;
+LEFT JOIN LATERAL jsonb_array_elements(seedtest_questions(r.result_json))
+  WITH ORDINALITY AS q(element, question_no) ON true
+CROSS JOIN LATERAL unnest(ARRAY[
+  CASE WHEN coalesce(q.question_no, 1) = 1
+            AND jsonb_typeof(r.result_json -> 'questions') IS DISTINCT FROM 'array'
+       THEN CASE WHEN r.result_json ? 'questions' THEN 'questions_not_array' ELSE 'questions_missing' END
+  END,
+  CASE WHEN coalesce(q.question_no, 1) = 1 AND r.user_id IS NULL THEN 'user_id_missing' END,
+  CASE WHEN q.element IS NULL THEN NULL  -- a result without elements
+       WHEN jsonb_typeof(q.element) <> 'object' THEN 'question_not_object'
+       WHEN coalesce(q.element ->> 'question_id', '') = '' THEN 'question_id_missing'
+       WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NULL THEN 'question_id_unreadable'
+       WHEN nullif(q.element ->> 'is_correct', '') IS NOT NULL
+            AND seedtest_read_bool(q.element ->> 'is_correct') IS NULL THEN 'correct_unreadable'
+       WHEN nullif(q.element ->> 'is_correct', '') IS NULL
+            AND nullif(q.element ->> 'correct', '') IS NOT NULL
+            AND seedtest_read_bool(q.element ->> 'correct') IS NULL THEN 'correct_unreadable'
+  END,
+  CASE WHEN jsonb_typeof(q.element) = 'object'
+            AND seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
+            AND nullif(q.element ->> 'time_spent_sec', '') IS NOT NULL
+            AND seedtest_read_seconds(q.element ->> 'time_spent_sec') IS NULL THEN 'time_spent_unreadable' END,
+  CASE WHEN jsonb_typeof(q.element) = 'object'
+            AND seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
+            AND nullif(q.element ->> 'used_hints', '') IS NOT NULL
+            AND seedtest_read_int(q.element ->> 'used_hints') IS NULL THEN 'used_hints_unreadable' END
+]) AS finding(kind)
+WHERE finding.kind IS NOT NULL;
 
 -- attempt V1: names, order and types are frozen (SPEC §2.2).
 CREATE OR REPLACE VIEW attempt AS
