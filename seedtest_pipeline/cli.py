@@ -1,4 +1,4 @@
-"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui, irt)."""
+"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui)."""
 
 from __future__ import annotations
 
@@ -97,13 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
-
-    try:
-        from seedtest_pipeline.irt_cli import add_irt_parser
-    except ImportError:  # the IRT engine lands separately
-        pass
-    else:
-        add_irt_parser(commands)
     return parser
 
 
