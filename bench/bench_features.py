@@ -101,7 +101,7 @@ def in_subprocess(function: str, *args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--students", type=int, default=2700, help="students (sets sessions per day)")
+    parser.add_argument("--students", type=int, default=6000, help="students (6000 over 365 days: ~1M sessions)")
     parser.add_argument("--days", type=int, default=365, help="days of the large history")
     args = parser.parse_args()
     small_days = args.days // 10
