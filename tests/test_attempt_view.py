@@ -185,8 +185,8 @@ def test_identity_report_passes_on_clean_data_and_names_the_rule(engine):
     assert report.passed and report.users_checked == 2 and report.function_immutable
 
 
-# jsonb cannot hold U+0000, so no stored result can contain it.
-texts = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=6)
+# jsonb cannot hold U+0000 and PostgreSQL rejects lone surrogates, so no stored result contains either.
+texts = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=6)
 json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
     texts, st.sampled_from(["1", " 2 ", "1.5", "true", "yes", "", "-0", "9" * 20, "1e3"]),
