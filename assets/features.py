@@ -36,8 +36,7 @@ def features_topic_daily(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     days = DayRange.from_datetimes(*context.partition_time_window)
-    with warehouse.begin() as connection:
-        result = write_features(connection, days)
+    result = write_features(warehouse.engine(), days)
     with warehouse.connect() as connection:
         sample = preview(connection, days)
     context.log.info(
@@ -49,6 +48,7 @@ def features_topic_daily(
             "first_day": str(days.first),
             "end_day_exclusive": str(days.end),
             "days": dg.MetadataValue.int(days.days),
+            "parallel_parts": dg.MetadataValue.int(result.parts),
             "rows_written": dg.MetadataValue.int(result.rows_written),
             "rows_replaced": dg.MetadataValue.int(result.rows_deleted),
             "attempts": dg.MetadataValue.int(result.attempts),

@@ -74,8 +74,7 @@ def measure(name: str, first: str, end: str, repeats: int) -> dict:
     timings, result = [], None
     for _ in range(repeats):
         started = time.perf_counter()
-        with engine.begin() as connection:
-            result = write_features(connection, days)
+        result = write_features(engine, days)
         timings.append(time.perf_counter() - started)
     with engine.connect() as connection:
         rows = connection.scalar(sa.text("SELECT count(*) FROM features_topic_daily"))

@@ -1,29 +1,52 @@
-"""features_topic_daily: per user, topic and UTC day, replaced window by window."""
+"""features_topic_daily: per user, topic and UTC day, replaced window by window.
+
+A short window (a daily partition) is computed and written in one transaction. A long window (a
+backfill) is cut into consecutive parts that separate connections compute at the same time, each
+a serial set-based pass over its days, into features_topic_daily_staging; one transaction then
+replaces the window's rows with the staged ones. The parts need no coordination: each day's I_t
+reads the 27 days before it through the query's own light context scan.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from seedtest_pipeline.attempts import InputIssues, input_issues
+from seedtest_pipeline.attempts import SAMPLE_SESSIONS, InputIssues, input_issues
 from seedtest_pipeline.queries import sql_text
 from seedtest_pipeline.warehouse import replace_rows
 from seedtest_pipeline.windows import DayRange
 
 TABLE = "features_topic_daily"
+STAGING_TABLE = "features_topic_daily_staging"
 KEY_COLUMNS = ("user_id", "topic_id", "date")
 DATA_COLUMNS = (
     "attempts", "correct", "hints", "avg_time_ms", "rt_median", "rt_correct_median",
     "improvement", "last_seen_at",
 )
+COLUMNS = (*KEY_COLUMNS, *DATA_COLUMNS, "computed_at")
+# A part shorter than this is not worth its own connection.
+MIN_PART_DAYS = 7
+# Memory for one part's sort: a part of a year backfill sorts ~5M attempts.
+PART_WORK_MEM = "256MB"
+
+
+def backfill_connections() -> int:
+    """How many connections compute a long window at once (the database server's cores)."""
+    return max(1, int(os.environ.get("SEEDTEST_BACKFILL_CONNECTIONS", "2")))
 
 
 @dataclass(frozen=True)
 class FeaturesResult:
     days: DayRange
+    parts: int
     rows_deleted: int
     rows_written: int
     attempts: int
@@ -33,31 +56,58 @@ class FeaturesResult:
     issues: InputIssues
 
 
-def write_features(connection: Connection, days: DayRange) -> FeaturesResult:
-    """Recompute the features of `days` and replace their rows in the caller's transaction."""
+def split_days(days: DayRange, parts: int) -> list[DayRange]:
+    """`days` cut into at most `parts` consecutive ranges of whole days, none shorter than a week."""
+    parts = max(1, min(parts, days.days // MIN_PART_DAYS))
+    size, extra = divmod(days.days, parts)
+    ranges, first = [], days.first
+    for index in range(parts):
+        end = first + timedelta(days=size + (1 if index < extra else 0))
+        ranges.append(DayRange(first, end))
+        first = end
+    return ranges
+
+
+def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> FeaturesResult:
+    """Recompute the features of `days` and replace their rows atomically.
+
+    `parts`: how many connections compute the window (default: one for a window shorter than two
+    weeks, else backfill_connections()). A failure anywhere leaves the previous rows in place.
+    """
     started = time.perf_counter()
-    params = days.bounds()
-    deleted, written = replace_rows(
-        connection,
-        TABLE,
-        sql_text("features_topic_daily"),
-        params,
-        window_condition="date >= :first_day AND date < :end_day",
-        key_columns=KEY_COLUMNS,
-        data_columns=DATA_COLUMNS,
-        stamp_column="computed_at",
-    )
-    totals = connection.execute(
-        sa.text(
-            f"SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
-            f"count(DISTINCT topic_id) AS topics FROM {TABLE} "
-            "WHERE date >= :first_day AND date < :end_day"
-        ),
-        params,
-    ).one()
-    issues = input_issues(connection, params["window_start"], params["window_end"])
+    ranges = split_days(days, parts if parts is not None else backfill_connections())
+    if len(ranges) == 1:
+        bounds = days.bounds()
+        with engine.begin() as connection:
+            deleted, written = replace_window(connection, days, sql_text("features_topic_daily"), bounds)
+            issues = input_issues(connection, bounds["window_start"], bounds["window_end"])
+    else:
+        run_id = str(uuid.uuid4())
+        try:
+            with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+                issues = merge_issues(pool.map(lambda part: stage_part(engine, run_id, part), ranges))
+            staged = f"SELECT {', '.join(COLUMNS)} FROM {STAGING_TABLE} WHERE run_id = CAST(:run_id AS uuid)"
+            with engine.begin() as connection:
+                deleted, written = replace_window(connection, days, staged, {**days.bounds(), "run_id": run_id})
+        finally:
+            with engine.begin() as connection:
+                connection.execute(
+                    sa.text(f"DELETE FROM {STAGING_TABLE} WHERE run_id = CAST(:run_id AS uuid) "
+                            "OR staged_at < now() - interval '1 day'"),  # and leftovers of killed runs
+                    {"run_id": run_id},
+                )
+    with engine.connect() as connection:
+        totals = connection.execute(
+            sa.text(
+                f"SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
+                f"count(DISTINCT topic_id) AS topics FROM {TABLE} "
+                "WHERE date >= :first_day AND date < :end_day"
+            ),
+            days.bounds(),
+        ).one()
     return FeaturesResult(
         days=days,
+        parts=len(ranges),
         rows_deleted=deleted,
         rows_written=written,
         attempts=int(totals.attempts),
@@ -66,6 +116,46 @@ def write_features(connection: Connection, days: DayRange) -> FeaturesResult:
         seconds=time.perf_counter() - started,
         issues=issues,
     )
+
+
+def replace_window(connection: Connection, days: DayRange, staged_select: str, params: dict) -> tuple[int, int]:
+    return replace_rows(
+        connection,
+        TABLE,
+        staged_select,
+        params,
+        window_condition="date >= :first_day AND date < :end_day",
+        key_columns=KEY_COLUMNS,
+        data_columns=DATA_COLUMNS,
+        stamp_column="computed_at",
+    )
+
+
+def stage_part(engine: Engine, run_id: str, part: DayRange) -> InputIssues:
+    """Compute one part of a long window into the staging table; report its input findings."""
+    with engine.begin() as connection:
+        # This connection is one of the backfill's parallel workers: no parallel plan inside it.
+        connection.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
+        connection.execute(sa.text(f"SET LOCAL work_mem = '{PART_WORK_MEM}'"))
+        connection.execute(
+            sa.text(
+                f"INSERT INTO {STAGING_TABLE} (run_id, {', '.join(COLUMNS)}) "
+                f"SELECT CAST(:run_id AS uuid), {', '.join(COLUMNS)} FROM ({sql_text('features_topic_daily')}) AS part"
+            ),
+            {**part.bounds(), "run_id": run_id},
+        )
+        bounds = part.bounds()
+        return input_issues(connection, bounds["window_start"], bounds["window_end"])
+
+
+def merge_issues(parts) -> InputIssues:
+    counts: dict[str, int] = {}
+    samples: dict[str, list[str]] = {}
+    for part in parts:
+        for kind, count in part.counts.items():
+            counts[kind] = counts.get(kind, 0) + count
+            samples[kind] = sorted({*samples.get(kind, []), *part.samples[kind]})[:SAMPLE_SESSIONS]
+    return InputIssues(counts, samples)
 
 
 def preview(connection: Connection, days: DayRange, limit: int = 10) -> list[dict]:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from factories import insert_results, question, result, utc
-from seedtest_pipeline.features import write_features
+from seedtest_pipeline.features import split_days, write_features
 from seedtest_pipeline.windows import DayRange
 
 FIRST = date(2026, 9, 1)
@@ -109,8 +109,7 @@ def from_view(engine, days: DayRange) -> dict[tuple, dict]:
 def test_features_equal_aggregating_the_view(engine):
     insert_results(engine, random_results())
     days = DayRange(FIRST + timedelta(days=30), FIRST + timedelta(days=33))
-    with engine.begin() as connection:
-        outcome = write_features(connection, days)
+    outcome = write_features(engine, days)
     expected = from_view(engine, days)
     found = {(f["student_id"], f["topic_id"], f["date"]): f for f in features(engine, days)}
     assert outcome.rows_written == len(found) == len(expected) > 20
@@ -127,17 +126,17 @@ def test_features_equal_aggregating_the_view(engine):
                 assert row[column] == value, (key, column)
 
 
-def test_single_run_range_equals_day_by_day_runs(engine):
+@pytest.mark.parametrize("parts", [1, 3])
+def test_single_run_range_equals_day_by_day_runs(engine, parts):
     insert_results(engine, random_results(seed=5, users=6))
     whole = DayRange(FIRST, FIRST + timedelta(days=DAYS))
-    with engine.begin() as connection:
-        write_features(connection, whole)
+    outcome = write_features(engine, whole, parts=parts)
+    assert outcome.parts == parts
     in_one_run = features(engine, whole)
     with engine.begin() as connection:
         connection.execute(sa.text("TRUNCATE features_topic_daily"))
     for offset in range(DAYS):
-        with engine.begin() as connection:
-            write_features(connection, DayRange.from_key(str(FIRST + timedelta(days=offset))))
+        write_features(engine, DayRange.from_key(str(FIRST + timedelta(days=offset))))
     day_by_day = features(engine, whole)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "computed_at"} for r in rows]  # noqa: E731
     assert strip(in_one_run) == strip(day_by_day)
@@ -146,11 +145,9 @@ def test_single_run_range_equals_day_by_day_runs(engine):
 def test_rerunning_a_partition_gives_identical_rows(engine):
     insert_results(engine, random_results(seed=7, users=5))
     days = DayRange.from_key(str(FIRST + timedelta(days=20)))
-    with engine.begin() as connection:
-        write_features(connection, days)
+    write_features(engine, days)
     first = features(engine, days)
-    with engine.begin() as connection:
-        again = write_features(connection, days)
+    again = write_features(engine, days)
     assert features(engine, days) == first  # computed_at included: unchanged rows keep theirs
     assert again.rows_deleted == again.rows_written == len(first) > 0
 
@@ -158,22 +155,20 @@ def test_rerunning_a_partition_gives_identical_rows(engine):
 def test_changed_source_rows_get_a_new_computed_at(engine):
     insert_results(engine, [result("u-1", utc(2026, 9, 10, 8), [question(1, correct=False)])])
     days = DayRange.from_key("2026-09-10")
-    with engine.begin() as connection:
-        write_features(connection, days)
+    write_features(engine, days)
     (before,) = features(engine, days)
     insert_results(engine, [result("u-1", utc(2026, 9, 10, 9), [question(2, correct=True)])])
-    with engine.begin() as connection:
-        write_features(connection, days)
+    write_features(engine, days)
     (after,) = features(engine, days)
     assert (after["attempts"], after["correct"]) == (2, 1)
     assert after["computed_at"] > before["computed_at"]
 
 
-def test_a_failure_mid_write_leaves_the_previous_rows(engine):
+@pytest.mark.parametrize("parts", [1, 2])
+def test_a_failure_mid_write_leaves_the_previous_rows(engine, parts):
     insert_results(engine, random_results(seed=9, users=4))
-    days = DayRange(FIRST, FIRST + timedelta(days=10))
-    with engine.begin() as connection:
-        write_features(connection, days)
+    days = DayRange(FIRST, FIRST + timedelta(days=14))
+    write_features(engine, days)
     before = features(engine, days)
     insert_results(engine, [result("u-poison", utc(2026, 9, 3, 10), [question(1)])])
     with engine.begin() as connection:
@@ -188,12 +183,56 @@ def test_a_failure_mid_write_leaves_the_previous_rows(engine):
               FOR EACH ROW EXECUTE FUNCTION refuse_poison();
         """))
     try:
-        with pytest.raises(sa.exc.DBAPIError, match="disk full"), engine.begin() as connection:
-            write_features(connection, days)
+        with pytest.raises(sa.exc.DBAPIError, match="disk full"):
+            write_features(engine, days, parts=parts)
         assert features(engine, days) == before
+        assert staged_rows(engine) == 0
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text("DROP TRIGGER refuse_poison ON features_topic_daily; DROP FUNCTION refuse_poison()"))
+
+
+def staged_rows(engine) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(sa.text("SELECT count(*) FROM features_topic_daily_staging"))
+
+
+def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
+    insert_results(engine, random_results(seed=9, users=4))
+    days = DayRange(FIRST, FIRST + timedelta(days=DAYS))
+    write_features(engine, days)
+    before = features(engine, days)
+    insert_results(engine, [result("u-poison", utc(2026, 9, 30, 10), [question(1)])])
+    with engine.begin() as connection:
+        connection.execute(sa.text("""
+            CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.user_id = 'u-poison' THEN RAISE EXCEPTION 'part failed (simulated)'; END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_poison BEFORE INSERT ON features_topic_daily_staging
+              FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+        """))
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match="part failed"):
+            write_features(engine, days, parts=3)
+        assert features(engine, days) == before
+        assert staged_rows(engine) == 0  # the parts that succeeded were cleaned up too
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "DROP TRIGGER refuse_poison ON features_topic_daily_staging; DROP FUNCTION refuse_poison()"
+            ))
+
+
+def test_backfill_parts_cover_the_window_in_whole_weeks_at_least():
+    whole = DayRange(FIRST, FIRST + timedelta(days=DAYS))
+    parts = split_days(whole, 3)
+    assert [p.days for p in parts] == [14, 13, 13]
+    assert parts[0].first == whole.first and parts[-1].end == whole.end
+    assert all(a.end == b.first for a, b in zip(parts, parts[1:]))
+    assert len(split_days(DayRange(FIRST, FIRST + timedelta(days=13)), 4)) == 1  # too short to split
+    assert len(split_days(whole, 1)) == 1
 
 
 def test_window_rejections_are_counted_with_sample_sessions(engine):
@@ -202,8 +241,7 @@ def test_window_rejections_are_counted_with_sample_sessions(engine):
         result(None, utc(2026, 9, 10, 9), [question(1)], session_id="s-nobody"),
         result("u-1", utc(2026, 9, 11, 9), [{"question_id": "x"}], session_id="s-next-day"),
     ])
-    with engine.begin() as connection:
-        outcome = write_features(connection, DayRange.from_key("2026-09-10"))
+    outcome = write_features(engine, DayRange.from_key("2026-09-10"))
     assert outcome.issues.counts == {"question_id_unreadable": 1, "user_id_missing": 1}
     assert outcome.issues.samples["question_id_unreadable"] == ["s-bad"]
     assert outcome.rows_written == 1 and outcome.attempts == 1

@@ -177,8 +177,7 @@ def test_week_summary_comes_from_daily_features(engine):
     from seedtest_pipeline.windows import DayRange
 
     insert_results(engine, [result("u", at(d), [question(d, correct=d % 2 == 0), question(d + 9)]) for d in range(9)])
-    with engine.begin() as connection:
-        write_features(connection, DayRange(WEEK, WEEK + timedelta(days=7)))
+    write_features(engine, DayRange(WEEK, WEEK + timedelta(days=7)))
     run_week(engine)
     kpis = kpis_of(engine, "u")
     assert (kpis["week_attempts"], kpis["week_correct"], kpis["week_active_days"]) == (14, 11, 7)

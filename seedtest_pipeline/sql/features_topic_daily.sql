@@ -2,9 +2,11 @@
 -- row rules. improvement is the user's I_t as of each day, which needs the user's daily counts
 -- of the 27 days before the window too: those come from a light scan of that context only.
 -- An attempt is timed when response_time_ms > 0 (the view maps a missing time_spent_sec to 0).
+-- Grouping keys compare in the "C" collation: byte order sorts several times faster than the
+-- locale's and groups the same (equality does not depend on the collation).
 WITH topic_days AS MATERIALIZED (
-  SELECT user_id,
-         coalesce(topic_id, 'general') AS topic_id,
+  SELECT user_id COLLATE "C" AS user_id,
+         coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
          (completed_at AT TIME ZONE 'UTC')::date AS date,
          count(*)::integer AS attempts,
          count(*) FILTER (WHERE correct)::integer AS correct,
@@ -24,7 +26,7 @@ user_days AS (
   SELECT user_id, date, sum(attempts)::bigint AS attempts, sum(correct)::bigint AS correct
   FROM topic_days GROUP BY user_id, date
   UNION ALL
-  SELECT user_id, (completed_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE correct)
+  SELECT user_id COLLATE "C", (completed_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE correct)
   FROM attempt_rows
   WHERE completed_at >= :context_start AND completed_at < :window_start AND user_id IS NOT NULL
   GROUP BY 1, 2
