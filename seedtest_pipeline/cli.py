@@ -1,4 +1,4 @@
-"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui)."""
+"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui, irt)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 
 from seedtest_pipeline import migrations, warehouse
+from seedtest_pipeline.irt_cli import add_irt_parser
 
 
 def cmd_db(args) -> int:
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    add_irt_parser(commands)
     return parser
 
 
