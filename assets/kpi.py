@@ -18,6 +18,8 @@ class WeeklyKpiConfig(dg.Config):
 @dg.asset(
     deps=[
         "attempt",
+        # Goal probability P reads each user's latest θ (the latest calibration or online update).
+        "mirt_ability",
         # The week's seven days; the running week has days that do not exist yet.
         dg.AssetDep(
             "features_topic_daily",

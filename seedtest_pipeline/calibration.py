@@ -81,11 +81,13 @@ def read_window(connection: Connection, window_start: datetime, window_end: date
                                      np.array(correct, dtype=np.uint8))
 
 
-def latest_items(connection: Connection, model: str) -> tuple[str, irt.ItemParams] | None:
-    """The latest calibration of `model` and its (linked) item parameters."""
+def latest_items(connection: Connection, model: str, as_of: datetime) -> tuple[str, irt.ItemParams] | None:
+    """The latest calibration of `model` describing a time no later than `as_of`, and its (linked)
+    item parameters: a backfill of past calibrations links each to the one before it."""
     latest = connection.execute(
-        sa.text("SELECT calibration_id FROM mirt_fit_meta WHERE model = :model ORDER BY fitted_at DESC LIMIT 1"),
-        {"model": model},
+        sa.text("SELECT calibration_id FROM mirt_fit_meta WHERE model = :model AND fitted_at <= :as_of "
+                "ORDER BY fitted_at DESC, metrics ->> 'run_at' DESC LIMIT 1"),
+        {"model": model, "as_of": as_of},
     ).scalar()
     if latest is None:
         return None
@@ -124,12 +126,14 @@ def calibrate(connection: Connection, window_end: datetime, spec: CalibrationSpe
             raise
         return _nothing(outcome, f"{responses.n_responses} responses, but no item has {spec.min_item_responses} "
                                  "responses with both outcomes")
-    previous = latest_items(connection, spec.model)
+    previous = latest_items(connection, spec.model, window_end)
     linking = irt.link_mean_sigma(previous[1], calibration.items) if previous else None
     if linking is not None:
         calibration = irt.apply_linking(calibration, linking)
     calibration_id = str(uuid.uuid4())
-    fitted_at = connection.scalar(sa.text("SELECT now()"))
+    # fitted_at is the instant the estimates describe, the end of their data window (θ "as of" it);
+    # the wall-clock time of the run is metrics.run_at.
+    fitted_at = window_end
     write_calibration(connection, calibration_id, fitted_at, calibration, spec, outcome, linking,
                       previous[0] if previous else None)
     return CalibrationOutcome(
@@ -146,13 +150,14 @@ def _nothing(outcome: CalibrationOutcome, reason: str) -> CalibrationOutcome:
 
 def write_calibration(connection, calibration_id, fitted_at, calibration, spec, outcome, linking, previous_id) -> None:
     report = calibration.report
-    version = f"{spec.model}-{fitted_at:%Y%m%dT%H%M%SZ}"
+    version = f"{spec.model}-{fitted_at:%Y%m%dT%H%M%SZ}-{calibration_id[:8]}"
     metrics = {
         "loglik": report.loglik, "iterations": report.iterations, "converged": report.converged,
         "max_change": report.max_change, "max_gradient": report.max_gradient,
         "n_persons": report.n_students, "n_items": report.n_items, "n_responses": report.n_responses,
         "seconds": report.seconds, "excluded_items": report.as_dict()["excluded_items"],
         "window_start": outcome.window_start.isoformat(), "window_end": outcome.window_end.isoformat(),
+        "run_at": connection.scalar(sa.text("SELECT now()")).isoformat(),
     }
     linking_json = (
         {"method": linking.method, "A": linking.A, "B": linking.B, "common_items": linking.common_items,

@@ -11,24 +11,36 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from seedtest_pipeline import synthetic, warehouse
 from seedtest_pipeline.attempts import apply_schema
+from seedtest_pipeline.calibration import DEFAULT_LOOKBACK_DAYS
 from seedtest_pipeline.kpi import KPI_NAMES
 from seedtest_pipeline.local import prepare_environment
 from seedtest_pipeline.partitions import FIRST_DAY
 from seedtest_pipeline.windows import iso_monday
 
-SUMMARY_TABLES = ("exam_results", "features_topic_daily", "weekly_kpi", "mirt_item_params", "mirt_ability")
+SUMMARY_TABLES = (
+    "exam_results", "features_topic_daily", "weekly_kpi", "mirt_fit_meta", "mirt_item_params", "mirt_ability",
+)
 
 
-def run_job(defs, instance, name: str, first: str | None = None, last: str | None = None) -> float:
+def run_job(defs, instance, name: str, first: str | None = None, last: str | None = None,
+            config: dict | None = None) -> float:
     """Run a job in this process against the local instance (recorded, visible in the UI)."""
     started = time.perf_counter()
     tags = {}
     if first is not None:
         tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-    result = defs.resolve_job_def(name).execute_in_process(instance=instance, tags=tags, raise_on_error=True)
+    result = defs.resolve_job_def(name).execute_in_process(
+        instance=instance, tags=tags, raise_on_error=True,
+        # The demo prints its own summary; the full event log is in the UI.
+        run_config={**(config or {}), "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
     if not result.success:
         raise SystemExit(f"job {name} failed (run {result.run_id})")
     return time.perf_counter() - started
+
+
+def weeks_between(first_week: date, last_week: date) -> list[date]:
+    return [first_week + timedelta(days=7 * n) for n in range((last_week - first_week).days // 7 + 1)]
 
 
 def run_demo(students: int, weeks: int, reseed: bool) -> None:
@@ -57,7 +69,15 @@ def run_demo(students: int, weeks: int, reseed: bool) -> None:
     print(f"attempt view + checks: {run_job(defs, instance, 'attempt_view'):.1f}s")
     seconds = run_job(defs, instance, "features_daily", str(first_day), str(end_day))
     print(f"features_topic_daily {first_day}..{end_day} (one run): {seconds:.1f}s")
+    # One calibration per week end (as the daily schedule would have left them), each linked to the
+    # one before: the KPIs' goal probability reads the θ as of each week.
     first_week, last_week = iso_monday(first_day), iso_monday(end_day)
+    week_ends = [min(week + timedelta(days=6), end_day) for week in weeks_between(first_week, last_week)]
+    started = time.perf_counter()
+    for as_of in week_ends:
+        run_job(defs, instance, "calibrate_irt", config={"ops": {"irt_calibration": {"config": {"as_of": str(as_of)}}}})
+    print(f"IRT calibrations (2PL, {DEFAULT_LOOKBACK_DAYS}-day window) as of {len(week_ends)} week ends: "
+          f"{time.perf_counter() - started:.1f}s")
     seconds = run_job(defs, instance, "weekly_kpi_refresh", str(first_week), str(last_week))
     print(f"weekly_kpi {first_week}..{last_week} (one run): {seconds:.1f}s")
     print_summary(engine, last_week if end_day.weekday() == 6 else last_week - timedelta(days=7))
@@ -75,6 +95,14 @@ def print_summary(engine, week: date) -> None:
             ),
             {"week": week},
         ).all()
+        calibration = connection.execute(
+            sa.text("SELECT model, metrics, linking FROM mirt_fit_meta ORDER BY fitted_at DESC LIMIT 1")
+        ).first()
+    if calibration is not None:
+        m = calibration.metrics
+        print(f"\nlatest calibration ({calibration.model}): {m['n_items']} items, {m['n_persons']} students, "
+              f"{m['n_responses']} responses; {m['iterations']} EM iterations, converged={m['converged']}, "
+              f"loglik {m['loglik']:.1f}, {m['seconds']:.2f}s; linking: {calibration.linking.get('method') or 'none'}")
     print(f"\nKPIs of the week starting {week} (five busiest students):")
     print("  " + f"{'user_id':38}" + "".join(f"{name.split()[-1]:>8}" for name in KPI_NAMES.values()))
     for row in rows:
@@ -85,6 +113,7 @@ def print_summary(engine, week: date) -> None:
     print(
         "\nwhere the results are:\n"
         f"  warehouse        {warehouse.warehouse_url()}\n"
-        "  tables           features_topic_daily, weekly_kpi (kpis jsonb), view attempt\n"
+        "  tables           features_topic_daily, weekly_kpi (kpis jsonb), mirt_fit_meta, mirt_item_params,\n"
+        "                   mirt_ability, view attempt\n"
         "  Dagster UI       make ui, then http://127.0.0.1:3000 (runs, asset checks, metadata)\n"
     )

@@ -26,6 +26,12 @@ weekly_kpi_job = dg.define_asset_job(
     tags={WORK_TAG: "weekly_kpi"},
 )
 
+irt_calibration_job = dg.define_asset_job(
+    "calibrate_irt",
+    selection=dg.AssetSelection.assets("mirt_fit_meta", "mirt_item_params", "mirt_ability"),
+    tags={WORK_TAG: "irt_calibration"},
+)
+
 # 01:15: yesterday's features (the job's partition for a daily schedule is the day that ended).
 features_schedule = dg.build_schedule_from_partitioned_job(
     features_daily_job, hour_of_day=1, minute_of_hour=15, name="features_daily_0115"
@@ -43,5 +49,11 @@ def weekly_kpi_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"weekly_kpi:{context.scheduled_execution_time:%Y-%m-%d}", partition_key=partition_key)
 
 
-jobs = [attempt_view_job, features_daily_job, weekly_kpi_job]
-schedules = [features_schedule, weekly_kpi_schedule]
+# 03:00: a new calibration over the lookback window ending now (after the day's KPIs, which read
+# the θ of the previous calibration).
+calibration_schedule = dg.ScheduleDefinition(
+    name="irt_calibration_0300", cron_schedule="0 3 * * *", job=irt_calibration_job, execution_timezone="UTC"
+)
+
+jobs = [attempt_view_job, features_daily_job, weekly_kpi_job, irt_calibration_job]
+schedules = [features_schedule, weekly_kpi_schedule, calibration_schedule]

@@ -27,7 +27,9 @@ def test_lineage_follows_what_each_asset_reads():
     parents = lambda key: {k.to_user_string() for k in graph.get(dg.AssetKey(key)).parent_keys}  # noqa: E731
     assert parents("attempt") == {"exam_results"}
     assert parents("features_topic_daily") == {"attempt"}
-    assert parents("weekly_kpi") == {"attempt", "features_topic_daily"}
+    assert parents("weekly_kpi") == {"attempt", "features_topic_daily", "mirt_ability"}
+    for table in ("mirt_fit_meta", "mirt_item_params", "mirt_ability"):
+        assert parents(table) == {"attempt"}
 
 
 @pytest.mark.parametrize(
@@ -102,3 +104,13 @@ def test_the_chain_materialises_with_checks(engine, database_url):
         missing = dg.materialize([weekly_kpi], resources=resources, instance=instance, partition_key="2026-10-19")
         (check,) = missing.get_asset_check_evaluations()
         assert not check.passed and "2026-10-19" in check.metadata["missing_days"].value
+
+
+def test_calibration_runs_daily_at_0300_with_its_own_work_tag():
+    schedule = defs.resolve_schedule_def("irt_calibration_0300")
+    assert schedule.cron_schedule == "0 3 * * *" and schedule.execution_timezone == "UTC"
+    job = defs.resolve_job_def("calibrate_irt")
+    assert job.tags["seedtest/work"] == "irt_calibration"
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "mirt_fit_meta", "mirt_item_params", "mirt_ability"
+    }

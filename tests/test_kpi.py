@@ -152,6 +152,18 @@ def test_goal_probability_uses_the_latest_theta_as_of_the_week(engine):
     assert kpis_of(engine, "u")["goal_probability"] == pytest.approx(0.5 * math.erfc(1 / math.sqrt(2)))
 
 
+def test_a_theta_describing_the_end_of_the_as_of_day_counts(engine):
+    # A calibration as of Sunday describes θ at Monday 00:00 (the end of its data window).
+    insert_results(engine, [result("u", at(1), [question(1)])])
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO mirt_ability (user_id, theta, se, model, version, source, fitted_at) "
+            "VALUES ('u', 0.0, 1.0, '2PL', 't', 'calibration', :end), ('u', 2.0, 1.0, '2PL', 't', 'calibration', :later)"
+        ), {"end": at(-1, hour=0), "later": at(-1, hour=0) + timedelta(microseconds=1)})
+    run_week(engine)
+    assert kpis_of(engine, "u")["goal_probability"] == pytest.approx(0.5)
+
+
 def test_merge_keeps_other_writers_keys_and_a_rerun_changes_nothing(engine):
     insert_results(engine, [result("u", at(d), [question(d)]) for d in range(5)])
     with engine.begin() as connection:

@@ -61,7 +61,7 @@ latest_theta AS (
   SELECT u.user_id, m.theta, m.se
   FROM per_user u
   CROSS JOIN LATERAL (SELECT theta, se FROM mirt_ability a
-                      WHERE a.user_id = u.user_id AND a.fitted_at < :as_of_end
+                      WHERE a.user_id = u.user_id AND a.fitted_at <= :as_of_end
                       ORDER BY a.fitted_at DESC, a.id DESC LIMIT 1) AS m
 )
 SELECT u.user_id,
