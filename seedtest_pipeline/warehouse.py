@@ -131,13 +131,16 @@ def replace_rows(
     connection.execute(
         sa.text(f"CREATE TEMP TABLE staged_rows ON COMMIT DROP AS {staged_select}"), params
     )
+    connection.execute(sa.text("ANALYZE staged_rows"))  # temp tables have no statistics otherwise
     keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
     same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
     connection.execute(
         sa.text(
+            # Only the window's old rows: a join with the whole table would grow with its history.
             f"UPDATE staged_rows s SET {stamp_column} = t.{stamp_column} "
-            f"FROM {table} t WHERE {keys} AND {same_data}"
-        )
+            f"FROM (SELECT * FROM {table} WHERE {window_condition}) t WHERE {keys} AND {same_data}"
+        ),
+        params,
     )
     deleted = connection.execute(sa.text(f"DELETE FROM {table} WHERE {window_condition}"), params).rowcount
     columns = ", ".join((*key_columns, *data_columns, stamp_column))
