@@ -55,8 +55,9 @@ def test_the_marginal_likelihood_gradient_is_zero_at_the_estimates(two_pl):
     _, _, calibration = two_pl
     # Scores are sums over ~4,000 answers each; a non-optimum shows gradients of order 10-1000.
     assert calibration.report.max_gradient < 0.5
-    not_converged = irt.fit(two_pl[0], max_iterations=2)
-    assert not not_converged.report.converged and not_converged.report.max_gradient > 10
+    stopped_early = irt.fit(two_pl[0], max_iterations=2)
+    assert not stopped_early.report.converged
+    assert stopped_early.report.max_gradient > 20 * calibration.report.max_gradient
 
 
 def test_default_priors_move_dense_estimates_by_less_than_a_hundredth():
