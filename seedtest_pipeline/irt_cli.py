@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from seedtest_pipeline import irt
@@ -27,7 +28,9 @@ class ResponsesFileError(ValueError):
 def read_responses(path: Path) -> tuple[irt.Responses, dict]:
     """The responses of a CSV, and what reading it found (rows read, rejected, sample lines)."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
+        # correct as a category: its few distinct spellings are mapped once, not per row.
+        frame = pd.read_csv(path, dtype={"student": str, "item": str, "correct": "category"},
+                            keep_default_na=False, compression="infer")
     except pd.errors.EmptyDataError:
         raise ResponsesFileError(f"{path}: empty file, expected the header student,item,correct") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -36,7 +39,10 @@ def read_responses(path: Path) -> tuple[irt.Responses, dict]:
             f"{path}: missing column(s) {', '.join(missing)}; the header must name student,item,correct "
             f"(found: {','.join(frame.columns)})"
         )
-    correct = frame["correct"].str.strip().str.lower().map(CORRECT_VALUES)
+    spellings = frame["correct"].astype("category").cat
+    values = pd.Index(spellings.categories.astype(str)).str.strip().str.lower().map(CORRECT_VALUES)
+    # Code -1 (an empty cell) picks the appended NaN, so it is rejected like any unknown spelling.
+    correct = pd.Series(np.append(np.asarray(values, dtype=float), np.nan)[spellings.codes.to_numpy()])
     rejected = correct.isna() | (frame["student"] == "") | (frame["item"] == "")
     lines = (frame.index[rejected] + 2).tolist()  # line 1 is the header
     accepted = frame[~rejected]
