@@ -1,10 +1,10 @@
 """features_topic_daily: per user, topic and UTC day, replaced window by window.
 
-A short window (a daily partition) is computed and written in one transaction. A long window (a
-backfill) is cut into consecutive parts that separate connections compute at the same time, each
-a serial set-based pass over its days, into features_topic_daily_staging; one transaction then
-replaces the window's rows with the staged ones. The parts need no coordination: each day's I_t
-reads the 27 days before it through the query's own light context scan.
+A window is computed into features_topic_daily_staging, then one transaction replaces the
+window's rows with the staged ones. A long window (a backfill) is cut into consecutive parts
+that separate connections compute at the same time, each a serial set-based pass over its days;
+the parts need no coordination: each day's I_t reads the 27 days before it through the query's
+own light context scan. The same pass stages the findings of input the row rules could not read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from seedtest_pipeline.attempts import SAMPLE_SESSIONS, InputIssues, input_issues
+from seedtest_pipeline.attempts import SAMPLE_SESSIONS, InputIssues
 from seedtest_pipeline.queries import sql_text
 from seedtest_pipeline.warehouse import replace_rows
 from seedtest_pipeline.windows import DayRange
@@ -71,31 +71,25 @@ def split_days(days: DayRange, parts: int) -> list[DayRange]:
 def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> FeaturesResult:
     """Recompute the features of `days` and replace their rows atomically.
 
-    `parts`: how many connections compute the window (default: one for a window shorter than two
-    weeks, else backfill_connections()). A failure anywhere leaves the previous rows in place.
+    `parts`: how many connections compute the window (default backfill_connections(); a window
+    shorter than two weeks is one part). A failure anywhere leaves the previous rows in place.
     """
     started = time.perf_counter()
     ranges = split_days(days, parts if parts is not None else backfill_connections())
-    if len(ranges) == 1:
-        bounds = days.bounds()
+    run_id = str(uuid.uuid4())
+    try:
+        with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+            result_issues = list(pool.map(lambda part: stage_part(engine, run_id, part), ranges))
         with engine.begin() as connection:
-            deleted, written = replace_window(connection, days, sql_text("features_topic_daily"), bounds)
-            issues = input_issues(connection, bounds["window_start"], bounds["window_end"])
-    else:
-        run_id = str(uuid.uuid4())
-        try:
-            with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-                issues = merge_issues(pool.map(lambda part: stage_part(engine, run_id, part), ranges))
-            staged = f"SELECT {', '.join(COLUMNS)} FROM {STAGING_TABLE} WHERE run_id = CAST(:run_id AS uuid)"
-            with engine.begin() as connection:
-                deleted, written = replace_window(connection, days, staged, {**days.bounds(), "run_id": run_id})
-        finally:
-            with engine.begin() as connection:
-                connection.execute(
-                    sa.text(f"DELETE FROM {STAGING_TABLE} WHERE run_id = CAST(:run_id AS uuid) "
-                            "OR staged_at < now() - interval '1 day'"),  # and leftovers of killed runs
-                    {"run_id": run_id},
-                )
+            deleted, written = replace_window(connection, days, STAGED_FEATURES, {**days.bounds(), "run_id": run_id})
+            issues = merge_issues([staged_issues(connection, run_id), *result_issues])
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(f"DELETE FROM {STAGING_TABLE} WHERE run_id = CAST(:run_id AS uuid) "
+                        "OR staged_at < now() - interval '1 day'"),  # and leftovers of killed runs
+                {"run_id": run_id},
+            )
     with engine.connect() as connection:
         totals = connection.execute(
             sa.text(
@@ -118,6 +112,13 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
     )
 
 
+# The staged groups that are features: a user and at least one readable attempt.
+STAGED_FEATURES = (
+    f"SELECT {', '.join(COLUMNS)} FROM {STAGING_TABLE} "
+    "WHERE run_id = CAST(:run_id AS uuid) AND user_id IS NOT NULL AND attempts > 0"
+)
+
+
 def replace_window(connection: Connection, days: DayRange, staged_select: str, params: dict) -> tuple[int, int]:
     return replace_rows(
         connection,
@@ -132,20 +133,49 @@ def replace_window(connection: Connection, days: DayRange, staged_select: str, p
 
 
 def stage_part(engine: Engine, run_id: str, part: DayRange) -> InputIssues:
-    """Compute one part of a long window into the staging table; report its input findings."""
+    """Compute one part of the window into the staging table; return the findings about whole
+    results of that part (the element findings are staged with the groups)."""
+    bounds = part.bounds()
     with engine.begin() as connection:
-        # This connection is one of the backfill's parallel workers: no parallel plan inside it.
+        # One connection per part is the parallelism: no parallel plan inside it.
         connection.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
         connection.execute(sa.text(f"SET LOCAL work_mem = '{PART_WORK_MEM}'"))
         connection.execute(
             sa.text(
-                f"INSERT INTO {STAGING_TABLE} (run_id, {', '.join(COLUMNS)}) "
-                f"SELECT CAST(:run_id AS uuid), {', '.join(COLUMNS)} FROM ({sql_text('features_topic_daily')}) AS part"
+                f"INSERT INTO {STAGING_TABLE} (run_id, {', '.join(COLUMNS)}, findings) "
+                f"SELECT CAST(:run_id AS uuid), {', '.join(COLUMNS)}, findings "
+                f"FROM ({sql_text('features_topic_daily')}) AS part"
             ),
-            {**part.bounds(), "run_id": run_id},
+            {**bounds, "run_id": run_id},
         )
-        bounds = part.bounds()
-        return input_issues(connection, bounds["window_start"], bounds["window_end"])
+        rows = connection.execute(
+            sa.text(
+                "SELECT kind, count(*) AS findings, "
+                "(array_agg(DISTINCT session_id ORDER BY session_id))[1:CAST(:samples AS int)] AS samples "
+                "FROM attempt_result_issues "
+                "WHERE completed_at >= :window_start AND completed_at < :window_end GROUP BY kind"
+            ),
+            {**bounds, "samples": SAMPLE_SESSIONS},
+        ).all()
+    return InputIssues({row.kind: row.findings for row in rows}, {row.kind: list(row.samples) for row in rows})
+
+
+def staged_issues(connection: Connection, run_id: str) -> InputIssues:
+    """The element findings staged by a run's parts, by kind, with sample sessions."""
+    rows = connection.execute(
+        sa.text(
+            f"""
+            SELECT split_part(f, ':', 1) AS kind, count(*) AS findings,
+                   (array_agg(DISTINCT substr(f, strpos(f, ':') + 1)
+                              ORDER BY substr(f, strpos(f, ':') + 1)))[1:CAST(:samples AS int)] AS samples
+            FROM {STAGING_TABLE}, unnest(findings) AS f
+            WHERE run_id = CAST(:run_id AS uuid) AND findings IS NOT NULL
+            GROUP BY 1
+            """
+        ),
+        {"run_id": run_id, "samples": SAMPLE_SESSIONS},
+    ).all()
+    return InputIssues({row.kind: row.findings for row in rows}, {row.kind: list(row.samples) for row in rows})
 
 
 def merge_issues(parts) -> InputIssues:

@@ -245,3 +245,20 @@ def test_window_rejections_are_counted_with_sample_sessions(engine):
     assert outcome.issues.counts == {"question_id_unreadable": 1, "user_id_missing": 1}
     assert outcome.issues.samples["question_id_unreadable"] == ["s-bad"]
     assert outcome.rows_written == 1 and outcome.attempts == 1
+
+
+def test_the_single_pass_counts_every_malformed_kind_like_the_view(engine):
+    from seedtest_pipeline import synthetic
+    from seedtest_pipeline.attempts import input_issues
+
+    config = synthetic.SyntheticConfig(students=150, items=40, days=21, end_date=date(2026, 9, 21), seed=4, malformed=True)
+    with engine.begin() as connection:
+        synthetic.seed_exam_results(connection.connection.driver_connection, config)
+    days = DayRange(date(2026, 9, 1), date(2026, 9, 22))
+    outcome = write_features(engine, days, parts=3)
+    with engine.connect() as connection:
+        bounds = days.bounds()
+        from_view = input_issues(connection, bounds["window_start"], bounds["window_end"])
+    assert len(outcome.issues.counts) == 9 and all(n > 0 for n in outcome.issues.counts.values())
+    assert outcome.issues.counts == from_view.counts
+    assert outcome.issues.samples == from_view.samples

@@ -48,48 +48,26 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
               THEN result_json -> 'questions' ELSE '[]'::jsonb END
 $$;
 
--- The row rules, once. The V1 view numbers these rows; partitioned work filters them by
--- completed_at, which PostgreSQL pushes down to an index range scan of exam_results.
--- user_id, result_id and question_no are carried for grouping and a total attempt order.
-CREATE OR REPLACE VIEW attempt_rows AS
+-- Every element of every result, read once: the row rules' values and what they could not read.
+-- attempt_rows keeps the readable elements; attempt_input_issues lists the findings; the features
+-- pass reads this view directly, so it aggregates attempts and counts findings in one pass.
+-- Findings of an element (SPEC §2.2): element_finding is the one that drops it (or correct
+-- unreadable, which keeps it as incorrect); time and hints findings are flags of kept elements.
+CREATE OR REPLACE VIEW attempt_elements AS
 SELECT
-  ('x' || left(md5(r.id::text || '-' || (q.element ->> 'question_id')), 16))::bit(64)::bigint AS id,
-  seedtest_student_id(r.user_id) AS student_id,
+  r.id AS result_id,
+  r.session_id,
+  r.user_id,
+  coalesce(r.updated_at, r.created_at) AS completed_at,
+  q.question_no,
+  q.element,
   seedtest_read_bigint(q.element ->> 'question_id') AS item_id,
   coalesce(seedtest_read_bool(q.element ->> 'is_correct'),
            seedtest_read_bool(q.element ->> 'correct'), false) AS correct,
   coalesce(round(seedtest_read_seconds(q.element ->> 'time_spent_sec') * 1000)::integer, 0) AS response_time_ms,
   coalesce(seedtest_read_int(q.element ->> 'used_hints') > 0, false) AS hint_used,
-  coalesce(r.updated_at, r.created_at) AS completed_at,
-  coalesce(r.updated_at, r.created_at)
-    - make_interval(secs => coalesce(round(seedtest_read_seconds(q.element ->> 'time_spent_sec')), 0)::float8) AS started_at,
-  r.session_id,
   nullif(q.element ->> 'topic', '') AS topic_id,
-  r.user_id,
-  r.id AS result_id,
-  q.question_no
-FROM exam_results r
-CROSS JOIN LATERAL jsonb_array_elements(seedtest_questions(r.result_json))
-  WITH ORDINALITY AS q(element, question_no)
-WHERE seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL;
-
--- What the row rules left out or could not read, one row per finding (SPEC §2.2). Flat on
--- purpose: one pass over the elements, every finding of an element in one small array.
--- Findings about the whole result (questions, user_id) are attached to its first element, or to
--- the result itself when it has no elements.
-CREATE OR REPLACE VIEW attempt_input_issues AS
-SELECT r.session_id, coalesce(r.updated_at, r.created_at) AS completed_at, finding.kind
-FROM exam_results r
-LEFT JOIN LATERAL jsonb_array_elements(seedtest_questions(r.result_json))
-  WITH ORDINALITY AS q(element, question_no) ON true
-CROSS JOIN LATERAL unnest(ARRAY[
-  CASE WHEN coalesce(q.question_no, 1) = 1
-            AND jsonb_typeof(r.result_json -> 'questions') IS DISTINCT FROM 'array'
-       THEN CASE WHEN r.result_json ? 'questions' THEN 'questions_not_array' ELSE 'questions_missing' END
-  END,
-  CASE WHEN coalesce(q.question_no, 1) = 1 AND r.user_id IS NULL THEN 'user_id_missing' END,
-  CASE WHEN q.element IS NULL THEN NULL  -- a result without elements
-       WHEN jsonb_typeof(q.element) <> 'object' THEN 'question_not_object'
+  CASE WHEN jsonb_typeof(q.element) <> 'object' THEN 'question_not_object'
        WHEN coalesce(q.element ->> 'question_id', '') = '' THEN 'question_id_missing'
        WHEN seedtest_read_bigint(q.element ->> 'question_id') IS NULL THEN 'question_id_unreadable'
        WHEN nullif(q.element ->> 'is_correct', '') IS NOT NULL
@@ -97,17 +75,63 @@ CROSS JOIN LATERAL unnest(ARRAY[
        WHEN nullif(q.element ->> 'is_correct', '') IS NULL
             AND nullif(q.element ->> 'correct', '') IS NOT NULL
             AND seedtest_read_bool(q.element ->> 'correct') IS NULL THEN 'correct_unreadable'
-  END,
-  CASE WHEN jsonb_typeof(q.element) = 'object'
-            AND seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
-            AND nullif(q.element ->> 'time_spent_sec', '') IS NOT NULL
-            AND seedtest_read_seconds(q.element ->> 'time_spent_sec') IS NULL THEN 'time_spent_unreadable' END,
-  CASE WHEN jsonb_typeof(q.element) = 'object'
-            AND seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL
-            AND nullif(q.element ->> 'used_hints', '') IS NOT NULL
-            AND seedtest_read_int(q.element ->> 'used_hints') IS NULL THEN 'used_hints_unreadable' END
+  END AS element_finding,
+  -- Only kept elements can have these (a dropped element has its one finding already).
+  (nullif(q.element ->> 'time_spent_sec', '') IS NOT NULL
+   AND seedtest_read_seconds(q.element ->> 'time_spent_sec') IS NULL
+   AND seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL) AS time_spent_unreadable,
+  (nullif(q.element ->> 'used_hints', '') IS NOT NULL
+   AND seedtest_read_int(q.element ->> 'used_hints') IS NULL
+   AND seedtest_read_bigint(q.element ->> 'question_id') IS NOT NULL) AS used_hints_unreadable
+FROM exam_results r
+CROSS JOIN LATERAL jsonb_array_elements(seedtest_questions(r.result_json))
+  WITH ORDINALITY AS q(element, question_no);
+
+-- The row rules, once. The V1 view numbers these rows; partitioned work filters them by
+-- completed_at, which PostgreSQL pushes down to an index range scan of exam_results.
+-- user_id, result_id and question_no are carried for grouping and a total attempt order.
+CREATE OR REPLACE VIEW attempt_rows AS
+SELECT
+  ('x' || left(md5(e.result_id::text || '-' || (e.element ->> 'question_id')), 16))::bit(64)::bigint AS id,
+  seedtest_student_id(e.user_id) AS student_id,
+  e.item_id,
+  e.correct,
+  e.response_time_ms,
+  e.hint_used,
+  e.completed_at,
+  e.completed_at
+    - make_interval(secs => coalesce(round(seedtest_read_seconds(e.element ->> 'time_spent_sec')), 0)::float8) AS started_at,
+  e.session_id,
+  e.topic_id,
+  e.user_id,
+  e.result_id,
+  e.question_no
+FROM attempt_elements e
+WHERE e.item_id IS NOT NULL;
+
+-- Findings about a whole result (its questions, its user_id): one per result.
+CREATE OR REPLACE VIEW attempt_result_issues AS
+SELECT r.session_id, coalesce(r.updated_at, r.created_at) AS completed_at,
+       CASE WHEN r.result_json ? 'questions' THEN 'questions_not_array' ELSE 'questions_missing' END AS kind
+FROM exam_results r
+WHERE jsonb_typeof(r.result_json -> 'questions') IS DISTINCT FROM 'array'
+UNION ALL
+SELECT r.session_id, coalesce(r.updated_at, r.created_at), 'user_id_missing'
+FROM exam_results r
+WHERE r.user_id IS NULL;
+
+-- What the row rules left out or could not read, one row per finding (SPEC §2.2).
+CREATE OR REPLACE VIEW attempt_input_issues AS
+SELECT e.session_id, e.completed_at, finding.kind
+FROM attempt_elements e
+CROSS JOIN LATERAL unnest(ARRAY[
+  e.element_finding,
+  CASE WHEN e.time_spent_unreadable THEN 'time_spent_unreadable' END,
+  CASE WHEN e.used_hints_unreadable THEN 'used_hints_unreadable' END
 ]) AS finding(kind)
-WHERE finding.kind IS NOT NULL;
+WHERE finding.kind IS NOT NULL
+UNION ALL
+SELECT session_id, completed_at, kind FROM attempt_result_issues;
 
 -- attempt V1: names, order and types are frozen (SPEC §2.2).
 CREATE OR REPLACE VIEW attempt AS

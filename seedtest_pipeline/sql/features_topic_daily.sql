@@ -1,30 +1,44 @@
 -- features_topic_daily for the days in [:window_start, :window_end), read through the attempt
--- row rules. improvement is the user's I_t as of each day, which needs the user's daily counts
--- of the 27 days before the window too: those come from a light scan of that context only.
--- An attempt is timed when response_time_ms > 0 (the view maps a missing time_spent_sec to 0).
+-- row rules (attempt_elements), plus per group the findings of input those rules could not read,
+-- so one pass over the elements gives both. Groups of unreadable input only (attempts = 0, or no
+-- user_id) carry findings and are not features. improvement is the user's I_t as of each day,
+-- which needs the user's daily counts of the 27 days before the window too: those come from a
+-- light scan of that context only. An attempt is timed when response_time_ms > 0 (the view maps a
+-- missing time_spent_sec to 0).
 -- Grouping keys compare in the "C" collation: byte order sorts several times faster than the
 -- locale's and groups the same (equality does not depend on the collation).
 WITH topic_days AS MATERIALIZED (
   SELECT user_id COLLATE "C" AS user_id,
          coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
          (completed_at AT TIME ZONE 'UTC')::date AS date,
-         count(*)::integer AS attempts,
-         count(*) FILTER (WHERE correct)::integer AS correct,
-         count(*) FILTER (WHERE hint_used)::integer AS hints,
-         round(avg(response_time_ms) FILTER (WHERE response_time_ms > 0))::integer AS avg_time_ms,
+         count(*) FILTER (WHERE kept)::integer AS attempts,
+         count(*) FILTER (WHERE kept AND correct)::integer AS correct,
+         count(*) FILTER (WHERE kept AND hint_used)::integer AS hints,
+         round(avg(response_time_ms) FILTER (WHERE kept AND response_time_ms > 0))::integer AS avg_time_ms,
          -- One ORDER BY shared by both arrays: PostgreSQL sorts the input once, not per group.
          array_agg(response_time_ms ORDER BY response_time_ms)
-           FILTER (WHERE response_time_ms > 0) AS timed_ms,
+           FILTER (WHERE kept AND response_time_ms > 0) AS timed_ms,
          array_agg(response_time_ms ORDER BY response_time_ms)
-           FILTER (WHERE correct AND response_time_ms > 0) AS timed_correct_ms,
-         max(completed_at) AS last_seen_at
-  FROM attempt_rows
-  WHERE completed_at >= :window_start AND completed_at < :window_end AND user_id IS NOT NULL
+           FILTER (WHERE kept AND correct AND response_time_ms > 0) AS timed_correct_ms,
+         max(completed_at) FILTER (WHERE kept) AS last_seen_at,
+         array_cat(array_cat(
+           array_agg(element_finding || ':' || session_id) FILTER (WHERE element_finding IS NOT NULL),
+           array_agg('time_spent_unreadable:' || session_id) FILTER (WHERE time_spent_unreadable)),
+           array_agg('used_hints_unreadable:' || session_id) FILTER (WHERE used_hints_unreadable)) AS findings
+  FROM (
+    -- Read every value here, below the sort: the sort then moves a few narrow columns instead
+    -- of each element's JSON (OFFSET 0 keeps PostgreSQL from evaluating them after the sort).
+    SELECT user_id, topic_id, completed_at, session_id, item_id IS NOT NULL AS kept, correct,
+           response_time_ms, hint_used, element_finding, time_spent_unreadable, used_hints_unreadable
+    FROM attempt_elements
+    WHERE completed_at >= :window_start AND completed_at < :window_end
+    OFFSET 0
+  ) AS e
   GROUP BY 1, 2, 3
 ),
 user_days AS (
   SELECT user_id, date, sum(attempts)::bigint AS attempts, sum(correct)::bigint AS correct
-  FROM topic_days GROUP BY user_id, date
+  FROM topic_days WHERE user_id IS NOT NULL AND attempts > 0 GROUP BY user_id, date
   UNION ALL
   SELECT user_id COLLATE "C", (completed_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE correct)
   FROM attempt_rows
@@ -46,6 +60,6 @@ SELECT t.user_id, t.topic_id, t.date, t.attempts, t.correct, t.hints, t.avg_time
        round(seedtest_sorted_median(t.timed_ms))::integer AS rt_median,
        round(seedtest_sorted_median(t.timed_correct_ms))::integer AS rt_correct_median,
        round(i.improvement::numeric, 6) AS improvement, t.last_seen_at,
-       now() AS computed_at
+       now() AS computed_at, t.findings
 FROM topic_days t
-JOIN user_improvement i ON i.user_id = t.user_id AND i.date = t.date
+LEFT JOIN user_improvement i ON i.user_id = t.user_id AND i.date = t.date

@@ -56,7 +56,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS attempt")
     op.execute("DROP VIEW IF EXISTS attempt_input_issues")
+    op.execute("DROP VIEW IF EXISTS attempt_result_issues")
     op.execute("DROP VIEW IF EXISTS attempt_rows")
+    op.execute("DROP VIEW IF EXISTS attempt_elements")
     for function in (
         "seedtest_questions(jsonb)",
         "seedtest_read_seconds(text)",
