@@ -79,7 +79,8 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
     run_id = str(uuid.uuid4())
     try:
         with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-            result_issues = list(pool.map(lambda part: stage_part(engine, run_id, part), ranges))
+            alone = len(ranges) == 1
+            result_issues = list(pool.map(lambda part: stage_part(engine, run_id, part, alone), ranges))
         with engine.begin() as connection:
             deleted, written = replace_window(connection, days, STAGED_FEATURES, {**days.bounds(), "run_id": run_id})
             issues = merge_issues([staged_issues(connection, run_id), *result_issues])
@@ -132,21 +133,26 @@ def replace_window(connection: Connection, days: DayRange, staged_select: str, p
     )
 
 
-def stage_part(engine: Engine, run_id: str, part: DayRange) -> InputIssues:
+def stage_part(engine: Engine, run_id: str, part: DayRange, alone: bool) -> InputIssues:
     """Compute one part of the window into the staging table; return the findings about whole
     results of that part (the element findings are staged with the groups)."""
     bounds = part.bounds()
     with engine.begin() as connection:
-        # One connection per part is the parallelism: no parallel plan inside it.
-        connection.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
-        connection.execute(sa.text(f"SET LOCAL work_mem = '{PART_WORK_MEM}'"))
+        if not alone:
+            # One connection per part is the parallelism: no parallel plan inside it.
+            connection.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
+            connection.execute(sa.text(f"SET LOCAL work_mem = '{PART_WORK_MEM}'"))
+        # CREATE TABLE AS may run in parallel where INSERT ... SELECT may not: a part alone (a
+        # daily partition) then reads its I_t context of 27 days with PostgreSQL's workers.
+        connection.execute(
+            sa.text(f"CREATE TEMP TABLE part_rows ON COMMIT DROP AS {sql_text('features_topic_daily')}"), bounds
+        )
         connection.execute(
             sa.text(
                 f"INSERT INTO {STAGING_TABLE} (run_id, {', '.join(COLUMNS)}, findings) "
-                f"SELECT CAST(:run_id AS uuid), {', '.join(COLUMNS)}, findings "
-                f"FROM ({sql_text('features_topic_daily')}) AS part"
+                f"SELECT CAST(:run_id AS uuid), {', '.join(COLUMNS)}, findings FROM part_rows"
             ),
-            {**bounds, "run_id": run_id},
+            {"run_id": run_id},
         )
         rows = connection.execute(
             sa.text(
