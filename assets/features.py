@@ -40,7 +40,8 @@ def features_topic_daily(
     with warehouse.connect() as connection:
         sample = preview(connection, days)
     context.log.info(
-        f"{days.first}..{days.end} ({days.days} days): {result.rows_written} rows from "
+        f"{days.first}..{days.end} ({days.days} days): {result.rows_written} rows written, "
+        f"{result.rows_unchanged} unchanged, from "
         f"{result.attempts} attempts in {result.seconds:.2f}s"
     )
     return dg.MaterializeResult(
@@ -50,7 +51,8 @@ def features_topic_daily(
             "days": dg.MetadataValue.int(days.days),
             "parallel_parts": dg.MetadataValue.int(result.parts),
             "rows_written": dg.MetadataValue.int(result.rows_written),
-            "rows_replaced": dg.MetadataValue.int(result.rows_deleted),
+            "rows_removed_or_changed": dg.MetadataValue.int(result.rows_deleted),
+            "rows_unchanged": dg.MetadataValue.int(result.rows_unchanged),
             "attempts": dg.MetadataValue.int(result.attempts),
             "users": dg.MetadataValue.int(result.users),
             "topics": dg.MetadataValue.int(result.topics),

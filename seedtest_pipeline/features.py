@@ -47,8 +47,9 @@ def backfill_connections() -> int:
 class FeaturesResult:
     days: DayRange
     parts: int
-    rows_deleted: int
-    rows_written: int
+    rows_deleted: int  # gone or changed
+    rows_written: int  # new or changed
+    rows_unchanged: int
     attempts: int
     users: int
     topics: int
@@ -82,7 +83,9 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
             alone = len(ranges) == 1
             result_issues = list(pool.map(lambda part: stage_part(engine, run_id, part, alone), ranges))
         with engine.begin() as connection:
-            deleted, written = replace_window(connection, days, STAGED_FEATURES, {**days.bounds(), "run_id": run_id})
+            deleted, written, unchanged = replace_window(
+                connection, days, STAGED_FEATURES, {**days.bounds(), "run_id": run_id}
+            )
             issues = merge_issues([staged_issues(connection, run_id), *result_issues])
     finally:
         with engine.begin() as connection:
@@ -105,6 +108,7 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
         parts=len(ranges),
         rows_deleted=deleted,
         rows_written=written,
+        rows_unchanged=unchanged,
         attempts=int(totals.attempts),
         users=totals.users,
         topics=totals.topics,
@@ -120,7 +124,7 @@ STAGED_FEATURES = (
 )
 
 
-def replace_window(connection: Connection, days: DayRange, staged_select: str, params: dict) -> tuple[int, int]:
+def replace_window(connection: Connection, days: DayRange, staged_select: str, params: dict) -> tuple[int, int, int]:
     return replace_rows(
         connection,
         TABLE,

@@ -112,13 +112,14 @@ def replace_rows(
     key_columns: tuple[str, ...],
     data_columns: tuple[str, ...],
     stamp_column: str,
-) -> tuple[int, int]:
-    """Replace the rows of one window of `table` with the result of `staged_select`, atomically.
+) -> tuple[int, int, int]:
+    """Make the rows of one window of `table` equal to the result of `staged_select`, atomically.
 
     Runs inside the caller's transaction: a failure anywhere rolls back to the previous rows.
-    Rows whose data did not change keep their old `stamp_column`, so re-running a partition
-    leaves identical rows. `window_condition` selects the window's rows by bind parameters.
-    Returns (rows deleted, rows inserted).
+    Rows whose data did not change are not touched (they keep their `stamp_column`), so
+    re-running a partition leaves identical rows and writes nothing. `window_condition` selects
+    the window's rows by bind parameters. Returns (rows deleted, rows inserted, rows unchanged);
+    a changed row counts as deleted and inserted.
     """
     # Two writers of the same window queue up instead of interleaving delete and insert.
     window = [params[name] for name in re.findall(r":(\w+)", window_condition)]
@@ -128,25 +129,30 @@ def replace_rows(
     )
     connection.execute(sa.text("DROP TABLE IF EXISTS pg_temp.staged_rows"))
     # CREATE TABLE AS may run its SELECT in parallel; INSERT ... SELECT may not.
-    connection.execute(
+    staged = connection.execute(
         sa.text(f"CREATE TEMP TABLE staged_rows ON COMMIT DROP AS {staged_select}"), params
-    )
+    ).rowcount
     connection.execute(sa.text("ANALYZE staged_rows"))  # temp tables have no statistics otherwise
     keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
     same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
-    connection.execute(
+    # The window's rows that are gone or changed; then the new and changed rows. The insert's
+    # subquery reads only the window's old rows: a join with the whole table would grow with it.
+    deleted = connection.execute(
         sa.text(
-            # Only the window's old rows: a join with the whole table would grow with its history.
-            f"UPDATE staged_rows s SET {stamp_column} = t.{stamp_column} "
-            f"FROM (SELECT * FROM {table} WHERE {window_condition}) t WHERE {keys} AND {same_data}"
+            f"DELETE FROM {table} t WHERE {window_condition} "
+            f"AND NOT EXISTS (SELECT 1 FROM staged_rows s WHERE {keys} AND {same_data})"
         ),
         params,
-    )
-    deleted = connection.execute(sa.text(f"DELETE FROM {table} WHERE {window_condition}"), params).rowcount
+    ).rowcount
     columns = ", ".join((*key_columns, *data_columns, stamp_column))
     inserted = connection.execute(
         # In key order: the primary key's index then grows page by page instead of at random.
-        sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM staged_rows ORDER BY {', '.join(key_columns)}")
+        sa.text(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM staged_rows s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM {table} WHERE {window_condition}) t WHERE {keys}) "
+            f"ORDER BY {', '.join(key_columns)}"
+        ),
+        params,
     ).rowcount
     connection.execute(sa.text("DROP TABLE pg_temp.staged_rows"))
-    return deleted, inserted
+    return deleted, inserted, staged - inserted

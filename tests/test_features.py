@@ -149,7 +149,7 @@ def test_rerunning_a_partition_gives_identical_rows(engine):
     first = features(engine, days)
     again = write_features(engine, days)
     assert features(engine, days) == first  # computed_at included: unchanged rows keep theirs
-    assert again.rows_deleted == again.rows_written == len(first) > 0
+    assert again.rows_deleted == again.rows_written == 0 and again.rows_unchanged == len(first) > 0
 
 
 def test_changed_source_rows_get_a_new_computed_at(engine):
@@ -162,6 +162,19 @@ def test_changed_source_rows_get_a_new_computed_at(engine):
     (after,) = features(engine, days)
     assert (after["attempts"], after["correct"]) == (2, 1)
     assert after["computed_at"] > before["computed_at"]
+
+
+def test_a_rerun_removes_rows_whose_source_is_gone_and_touches_no_other(engine):
+    insert_results(engine, [result("u-1", utc(2026, 9, 10, 8), [question(1)], session_id="s-1"),
+                            result("u-2", utc(2026, 9, 10, 9), [question(2)], session_id="s-2")])
+    days = DayRange.from_key("2026-09-10")
+    write_features(engine, days)
+    (kept, _) = features(engine, days)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM exam_results WHERE session_id = 's-2'"))
+    again = write_features(engine, days)
+    assert features(engine, days) == [kept]  # computed_at included
+    assert (again.rows_deleted, again.rows_written, again.rows_unchanged) == (1, 0, 1)
 
 
 @pytest.mark.parametrize("parts", [1, 2])
