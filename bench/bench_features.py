@@ -87,6 +87,7 @@ def measure(name: str, first: str, end: str, repeats: int, empty_first: bool = F
         "seconds_all": [round(t, 3) for t in timings],
         "attempts": result.attempts,
         "rows_written": result.rows_written,
+        "rows_unchanged": result.rows_unchanged,
         "table_rows": rows,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_work_mb": rss_before / 1024,
@@ -122,7 +123,8 @@ def main() -> None:
         figures[name] = in_subprocess("measure", name, day, day_end, REPEATS)
         f = figures[name]
         print(f"  {name:5} history {info['sessions']:>9} sessions: {f['seconds_median']:.3f}s "
-              f"({f['attempts']} attempts, {f['rows_written']} rows; runs {f['seconds_all']}); "
+              f"({f['attempts']} attempts; last run {f['rows_written']} rows written, {f['rows_unchanged']} "
+              f"unchanged; runs {f['seconds_all']}); "
               f"peak RSS {f['peak_rss_mb']:.0f} MB")
     ratio = figures["large"]["seconds_median"] / figures["small"]["seconds_median"]
     print(f"  growth for {large['sessions'] / small['sessions']:.1f}x history: {ratio:.2f}x (target <= 1.3x)")
