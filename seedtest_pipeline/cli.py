@@ -56,13 +56,17 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def dagster_dev_command(host: str, port: int) -> list[str]:
+    # This interpreter's dagster, not whichever `dagster` PATH finds (the venv is rarely activated).
+    return [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", host, "-p", str(port)]
+
+
 def cmd_ui(args) -> int:
     from seedtest_pipeline.local import prepare_environment
 
     embedded = prepare_environment()  # noqa: F841 (the server lives as long as this process)
     migrations.upgrade(warehouse.make_engine(os.environ["DATABASE_URL"]))
-    command = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(dagster_dev_command(args.host, args.port))
     try:
         return process.wait()
     except KeyboardInterrupt:

@@ -114,3 +114,15 @@ def test_calibration_runs_daily_at_0300_with_its_own_work_tag():
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         "mirt_fit_meta", "mirt_item_params", "mirt_ability"
     }
+
+
+def test_the_ui_command_starts_this_interpreters_dagster_without_the_venv_on_path():
+    import os
+    import subprocess
+
+    from seedtest_pipeline.cli import dagster_dev_command
+
+    command = dagster_dev_command("127.0.0.1", 3000)
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # as `make ui` runs it: the venv not activated
+    done = subprocess.run([*command[:4], "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "workspace" in done.stdout
