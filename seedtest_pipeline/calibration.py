@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -26,15 +27,16 @@ PLAUSIBLE_A = (0.2, 4.0)
 PLAUSIBLE_B = (-4.0, 4.0)
 PLAUSIBLE_C = (0.0, 0.5)
 
+# psycopg's placeholders: these run inside COPY (...) TO STDOUT on the driver's cursor.
 RESPONSES_SQL = """
 SELECT DISTINCT ON (user_id, item_id) user_id, item_id, correct
 FROM attempt_rows
-WHERE completed_at >= :window_start AND completed_at < :window_end AND user_id IS NOT NULL
+WHERE completed_at >= %(window_start)s AND completed_at < %(window_end)s AND user_id IS NOT NULL
 ORDER BY user_id, item_id, completed_at, result_id, question_no
 """
 ALL_RESPONSES_SQL = """
 SELECT user_id, item_id, correct FROM attempt_rows
-WHERE completed_at >= :window_start AND completed_at < :window_end AND user_id IS NOT NULL
+WHERE completed_at >= %(window_start)s AND completed_at < %(window_end)s AND user_id IS NOT NULL
 """
 
 
@@ -70,15 +72,22 @@ class CalibrationOutcome:
 
 
 def read_window(connection: Connection, window_start: datetime, window_end: datetime, first_only: bool) -> irt.Responses:
-    rows = connection.execute(
-        sa.text(RESPONSES_SQL if first_only else ALL_RESPONSES_SQL),
-        {"window_start": window_start, "window_end": window_end},
-    ).all()
-    if not rows:
+    """The window's responses, streamed out of PostgreSQL with COPY into columns (a window can
+    hold millions of answers; no Python object per row)."""
+    query = RESPONSES_SQL if first_only else ALL_RESPONSES_SQL
+    buffer = BytesIO()
+    cursor = connection.connection.driver_connection.cursor()
+    window = {"window_start": window_start, "window_end": window_end}
+    with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", window) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    if not buffer.tell():
         return irt.Responses.from_arrays([], [], [])
-    users, items, correct = zip(*rows)
-    return irt.Responses.from_arrays(np.array(users, dtype=object), np.array([str(i) for i in items], dtype=object),
-                                     np.array(correct, dtype=np.uint8))
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, header=None, names=["user_id", "item_id", "correct"],
+                        dtype={"user_id": str, "item_id": str, "correct": str}, keep_default_na=False)
+    return irt.Responses.from_arrays(frame["user_id"].to_numpy(), frame["item_id"].to_numpy(),
+                                     (frame["correct"] == "t").to_numpy(np.uint8))
 
 
 def latest_items(connection: Connection, model: str, as_of: datetime) -> tuple[str, irt.ItemParams] | None:
