@@ -1,15 +1,17 @@
 """features_topic_daily: per user, topic and UTC day, replaced window by window.
 
-A window is computed into features_topic_daily_staging, then one transaction replaces the
-window's rows with the staged ones. A long window (a backfill) is cut into consecutive parts
+A window is computed in parts, each into its own unlogged table, then one transaction replaces
+the window's rows with the parts' rows. A long window (a backfill) is cut into consecutive parts
 that separate connections compute at the same time, each a serial set-based pass over its days;
 the parts need no coordination: each day's I_t reads the 27 days before it through the query's
-own light context scan. The same pass stages the findings of input the row rules could not read.
+own light context scan. The same pass keeps the findings of input the row rules could not read.
+The part tables are dropped when the run ends, whether it succeeded or not.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +27,7 @@ from seedtest_pipeline.warehouse import replace_rows
 from seedtest_pipeline.windows import DayRange
 
 TABLE = "features_topic_daily"
-STAGING_TABLE = "features_topic_daily_staging"
-KEY_COLUMNS = ("user_id", "topic_id", "date")
+KEY_COLUMNS = ("date", "user_id", "topic_id")
 DATA_COLUMNS = (
     "attempts", "correct", "hints", "avg_time_ms", "rt_median", "rt_correct_median",
     "improvement", "last_seen_at",
@@ -34,8 +35,12 @@ DATA_COLUMNS = (
 COLUMNS = (*KEY_COLUMNS, *DATA_COLUMNS, "computed_at")
 # A part shorter than this is not worth its own connection.
 MIN_PART_DAYS = 7
-# Memory for one part's sort: a part of a year backfill sorts ~5M attempts.
+# Memory for one part's sorts and hashes (the per-day sorts need little; the I_t window more).
 PART_WORK_MEM = "256MB"
+# Part tables are named features_topic_daily_part_<unix time>_<random>_<index>: a run drops its
+# own, and drops those a killed run left behind once they are a day old.
+PART_PREFIX = f"{TABLE}_part_"
+ABANDONED_AFTER_SECONDS = 86_400
 
 
 def backfill_connections() -> int:
@@ -77,32 +82,39 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
     """
     started = time.perf_counter()
     ranges = split_days(days, parts if parts is not None else backfill_connections())
-    run_id = str(uuid.uuid4())
+    run = f"{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    tables = [f"{PART_PREFIX}{run}_{index}" for index in range(len(ranges))]
     try:
+        drop_abandoned_parts(engine)
+        alone = len(ranges) == 1
         with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-            alone = len(ranges) == 1
-            result_issues = list(pool.map(lambda part: stage_part(engine, run_id, part, alone), ranges))
+            result_issues = list(pool.map(lambda job: stage_part(engine, *job, alone), zip(tables, ranges)))
         with engine.begin() as connection:
-            deleted, written, unchanged = replace_window(
-                connection, days, STAGED_FEATURES, {**days.bounds(), "run_id": run_id}
+            # In date order, part after part: the rows then reach the date-led primary key nearly
+            # in key order, which is several times cheaper than inserting in any other order.
+            staged = [f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE {FEATURE_GROUPS}" for table in tables]
+            deleted, written, unchanged = replace_rows(
+                connection,
+                TABLE,
+                staged,
+                days.bounds(),
+                window_condition="date >= :first_day AND date < :end_day",
+                key_columns=KEY_COLUMNS,
+                data_columns=DATA_COLUMNS,
+                stamp_column="computed_at",
             )
-            issues = merge_issues([staged_issues(connection, run_id), *result_issues])
+            issues = merge_issues([staged_issues(connection, tables), *result_issues])
+            # Per (user, topic) first: a hash of a few thousand pairs instead of two sorts of the window.
+            totals = connection.execute(
+                sa.text(
+                    "SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
+                    "count(DISTINCT topic_id) AS topics FROM (SELECT user_id, topic_id, sum(attempts) AS attempts "
+                    f"FROM ({' UNION ALL '.join(staged)}) AS window_rows GROUP BY user_id, topic_id) AS pairs"
+                )
+            ).one()
     finally:
         with engine.begin() as connection:
-            connection.execute(
-                sa.text(f"DELETE FROM {STAGING_TABLE} WHERE run_id = CAST(:run_id AS uuid) "
-                        "OR staged_at < now() - interval '1 day'"),  # and leftovers of killed runs
-                {"run_id": run_id},
-            )
-    with engine.connect() as connection:
-        totals = connection.execute(
-            sa.text(
-                f"SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
-                f"count(DISTINCT topic_id) AS topics FROM {TABLE} "
-                "WHERE date >= :first_day AND date < :end_day"
-            ),
-            days.bounds(),
-        ).one()
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(tables)}"))
     return FeaturesResult(
         days=days,
         parts=len(ranges),
@@ -117,73 +129,65 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
     )
 
 
-# The staged groups that are features: a user and at least one readable attempt.
-STAGED_FEATURES = (
-    f"SELECT {', '.join(COLUMNS)} FROM {STAGING_TABLE} "
-    "WHERE run_id = CAST(:run_id AS uuid) AND user_id IS NOT NULL AND attempts > 0"
-)
+# The groups that are features: a user and at least one readable attempt. (Groups of unreadable
+# input only are kept in the part tables for their findings.)
+FEATURE_GROUPS = "user_id IS NOT NULL AND attempts > 0"
 
 
-def replace_window(connection: Connection, days: DayRange, staged_select: str, params: dict) -> tuple[int, int, int]:
-    return replace_rows(
-        connection,
-        TABLE,
-        staged_select,
-        params,
-        window_condition="date >= :first_day AND date < :end_day",
-        key_columns=KEY_COLUMNS,
-        data_columns=DATA_COLUMNS,
-        stamp_column="computed_at",
-    )
+def drop_abandoned_parts(engine: Engine) -> None:
+    """Drop part tables that a killed run left behind (a day old: no live run is that slow)."""
+    with engine.begin() as connection:
+        names = connection.scalars(
+            sa.text("SELECT relname FROM pg_class WHERE relkind = 'r' AND starts_with(relname, :prefix) "
+                    "AND pg_table_is_visible(oid)"),
+            {"prefix": PART_PREFIX},
+        ).all()
+        for name in names:
+            born = re.match(rf"{PART_PREFIX}(\d+)_", name)
+            if born and time.time() - int(born.group(1)) > ABANDONED_AFTER_SECONDS:
+                connection.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 
 
-def stage_part(engine: Engine, run_id: str, part: DayRange, alone: bool) -> InputIssues:
-    """Compute one part of the window into the staging table; return the findings about whole
-    results of that part (the element findings are staged with the groups)."""
+def stage_part(engine: Engine, table: str, part: DayRange, alone: bool) -> InputIssues:
+    """Compute one part of the window into its own unlogged `table`; return the findings about
+    whole results of that part (the element findings are kept with the groups)."""
     bounds = part.bounds()
     with engine.begin() as connection:
         if not alone:
             # One connection per part is the parallelism: no parallel plan inside it.
             connection.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
             connection.execute(sa.text(f"SET LOCAL work_mem = '{PART_WORK_MEM}'"))
-        # CREATE TABLE AS may run in parallel where INSERT ... SELECT may not: a part alone (a
-        # daily partition) then reads its I_t context of 27 days with PostgreSQL's workers.
-        connection.execute(
-            sa.text(f"CREATE TEMP TABLE part_rows ON COMMIT DROP AS {sql_text('features_topic_daily')}"), bounds
-        )
-        connection.execute(
-            sa.text(
-                f"INSERT INTO {STAGING_TABLE} (run_id, {', '.join(COLUMNS)}, findings) "
-                f"SELECT CAST(:run_id AS uuid), {', '.join(COLUMNS)}, findings FROM part_rows"
-            ),
-            {"run_id": run_id},
-        )
+        # UNLOGGED: scratch rows, rebuilt by re-running, so they need no WAL. CREATE TABLE AS may
+        # run in parallel where INSERT ... SELECT may not: a part alone (a daily partition) then
+        # reads its I_t context of 27 days with PostgreSQL's workers.
+        connection.execute(sa.text(f"CREATE UNLOGGED TABLE {table} AS {sql_text('features_topic_daily')}"), bounds)
         rows = connection.execute(
             sa.text(
                 "SELECT kind, count(*) AS findings, "
                 "(array_agg(DISTINCT session_id ORDER BY session_id))[1:CAST(:samples AS int)] AS samples "
                 "FROM attempt_result_issues "
-                "WHERE completed_at >= :window_start AND completed_at < :window_end GROUP BY kind"
+                "WHERE (completed_at AT TIME ZONE 'UTC')::date >= :first_day "
+                "AND (completed_at AT TIME ZONE 'UTC')::date < :end_day GROUP BY kind"
             ),
             {**bounds, "samples": SAMPLE_SESSIONS},
         ).all()
     return InputIssues({row.kind: row.findings for row in rows}, {row.kind: list(row.samples) for row in rows})
 
 
-def staged_issues(connection: Connection, run_id: str) -> InputIssues:
-    """The element findings staged by a run's parts, by kind, with sample sessions."""
+def staged_issues(connection: Connection, tables: list[str]) -> InputIssues:
+    """The element findings kept by a run's parts, by kind, with sample sessions."""
+    findings = " UNION ALL ".join(f"SELECT findings FROM {table} WHERE findings IS NOT NULL" for table in tables)
     rows = connection.execute(
         sa.text(
             f"""
             SELECT split_part(f, ':', 1) AS kind, count(*) AS findings,
                    (array_agg(DISTINCT substr(f, strpos(f, ':') + 1)
                               ORDER BY substr(f, strpos(f, ':') + 1)))[1:CAST(:samples AS int)] AS samples
-            FROM {STAGING_TABLE}, unnest(findings) AS f
-            WHERE run_id = CAST(:run_id AS uuid) AND findings IS NOT NULL
+            FROM ({findings}) AS staged, unnest(staged.findings) AS f
             GROUP BY 1
             """
         ),
-        {"run_id": run_id, "samples": SAMPLE_SESSIONS},
+        {"samples": SAMPLE_SESSIONS},
     ).all()
     return InputIssues({row.kind: row.findings for row in rows}, {row.kind: list(row.samples) for row in rows})
 

@@ -90,7 +90,9 @@ def warehouse_url() -> str:
 
 # Sessions sort and hash hundreds of thousands of attempts per query; PostgreSQL's default 4MB
 # sends those sorts to disk. A batch pipeline holds few connections, so this is affordable.
-SESSION_OPTIONS = "-c timezone=UTC -c work_mem=64MB"
+# Memoize off: the planner would cache attempt_elements' per-element readers keyed by the element's
+# JSON, which costs a hash of every element and saves nothing (elements rarely repeat exactly).
+SESSION_OPTIONS = "-c timezone=UTC -c work_mem=64MB -c enable_memoize=off"
 
 
 def make_engine(url: str, **options) -> Engine:
@@ -106,20 +108,22 @@ def make_engine(url: str, **options) -> Engine:
 def replace_rows(
     connection: Connection,
     table: str,
-    staged_select: str,
+    staged_selects: list[str],
     params: dict,
     window_condition: str,
     key_columns: tuple[str, ...],
     data_columns: tuple[str, ...],
     stamp_column: str,
 ) -> tuple[int, int, int]:
-    """Make the rows of one window of `table` equal to the result of `staged_select`, atomically.
+    """Make the rows of one window of `table` equal to the union of `staged_selects`, atomically.
 
     Runs inside the caller's transaction: a failure anywhere rolls back to the previous rows.
     Rows whose data did not change are not touched (they keep their `stamp_column`), so
     re-running a partition leaves identical rows and writes nothing. `window_condition` selects
-    the window's rows by bind parameters. Returns (rows deleted, rows inserted, rows unchanged);
-    a changed row counts as deleted and inserted.
+    the window's rows by bind parameters. The staged rows are inserted select by select, in the
+    order given; each select is read twice, so make it a plain read of a table the caller filled.
+    Returns (rows deleted, rows inserted, rows unchanged); a changed row counts as deleted and
+    inserted.
     """
     # Two writers of the same window queue up instead of interleaving delete and insert.
     window = [params[name] for name in re.findall(r":(\w+)", window_condition)]
@@ -127,32 +131,32 @@ def replace_rows(
         sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock_key))"),
         {"lock_key": f"{table}:{window_condition}:{window}"},
     )
-    connection.execute(sa.text("DROP TABLE IF EXISTS pg_temp.staged_rows"))
-    # CREATE TABLE AS may run its SELECT in parallel; INSERT ... SELECT may not.
-    staged = connection.execute(
-        sa.text(f"CREATE TEMP TABLE staged_rows ON COMMIT DROP AS {staged_select}"), params
-    ).rowcount
-    connection.execute(sa.text("ANALYZE staged_rows"))  # temp tables have no statistics otherwise
     keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
     same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
-    # The window's rows that are gone or changed; then the new and changed rows. The insert's
-    # subquery reads only the window's old rows: a join with the whole table would grow with it.
-    deleted = connection.execute(
+    staged = " UNION ALL ".join(staged_selects)
+    # The keys whose row stays as it is, decided before anything changes: the delete and the
+    # insert below then never read the table they write (a plan reading the index it inserts
+    # into can slow down by orders of magnitude).
+    connection.execute(sa.text("DROP TABLE IF EXISTS pg_temp.unchanged_keys"))
+    unchanged = connection.execute(
         sa.text(
-            f"DELETE FROM {table} t WHERE {window_condition} "
-            f"AND NOT EXISTS (SELECT 1 FROM staged_rows s WHERE {keys} AND {same_data})"
+            f"CREATE TEMP TABLE unchanged_keys ON COMMIT DROP AS "
+            f"SELECT {', '.join(f's.{c}' for c in key_columns)} FROM ({staged}) AS s "
+            f"JOIN (SELECT * FROM {table} WHERE {window_condition}) AS t ON {keys} AND {same_data}"
         ),
         params,
+    ).rowcount
+    connection.execute(sa.text("ANALYZE unchanged_keys"))  # temp tables have no statistics otherwise
+    unchanged_key = " AND ".join(f"u.{c} = s.{c}" for c in key_columns)
+    kept = f"NOT EXISTS (SELECT 1 FROM unchanged_keys AS u WHERE {unchanged_key})"
+    deleted = connection.execute(
+        sa.text(f"DELETE FROM {table} AS s WHERE {window_condition} AND {kept}"), params
     ).rowcount
     columns = ", ".join((*key_columns, *data_columns, stamp_column))
-    inserted = connection.execute(
-        # In key order: the primary key's index then grows page by page instead of at random.
-        sa.text(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM staged_rows s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM (SELECT * FROM {table} WHERE {window_condition}) t WHERE {keys}) "
-            f"ORDER BY {', '.join(key_columns)}"
-        ),
-        params,
-    ).rowcount
-    connection.execute(sa.text("DROP TABLE pg_temp.staged_rows"))
-    return deleted, inserted, staged - inserted
+    inserted = 0
+    for select in staged_selects:
+        inserted += connection.execute(
+            sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({select}) AS s WHERE {kept}")
+        ).rowcount
+    connection.execute(sa.text("DROP TABLE pg_temp.unchanged_keys"))
+    return deleted, inserted, unchanged

@@ -38,7 +38,7 @@ class DayRange:
         return {
             "window_start": day_start(self.first),
             "window_end": day_start(self.end),
-            "context_start": day_start(self.first - timedelta(days=IMPROVEMENT_CONTEXT_DAYS)),
+            "context_day": self.first - timedelta(days=IMPROVEMENT_CONTEXT_DAYS),
             "first_day": self.first,
             "end_day": self.end,
         }

@@ -199,15 +199,17 @@ def test_a_failure_mid_write_leaves_the_previous_rows(engine, parts):
         with pytest.raises(sa.exc.DBAPIError, match="disk full"):
             write_features(engine, days, parts=parts)
         assert features(engine, days) == before
-        assert staged_rows(engine) == 0
+        assert part_tables(engine) == []
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text("DROP TRIGGER refuse_poison ON features_topic_daily; DROP FUNCTION refuse_poison()"))
 
 
-def staged_rows(engine) -> int:
+def part_tables(engine) -> list[str]:
     with engine.connect() as connection:
-        return connection.scalar(sa.text("SELECT count(*) FROM features_topic_daily_staging"))
+        return connection.scalars(
+            sa.text("SELECT relname FROM pg_class WHERE relname LIKE 'features_topic_daily_part_%'")
+        ).all()
 
 
 def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
@@ -215,26 +217,28 @@ def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
     days = DayRange(FIRST, FIRST + timedelta(days=DAYS))
     write_features(engine, days)
     before = features(engine, days)
-    insert_results(engine, [result("u-poison", utc(2026, 9, 30, 10), [question(1)])])
+    # A real failure inside the last part's query: the median of a day holding the poison time.
+    insert_results(engine, [result("u-poison", utc(2026, 9, 30, 10), [question(1, seconds=987.654)])])
     with engine.begin() as connection:
         connection.execute(sa.text("""
-            CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            ALTER FUNCTION seedtest_sorted_median(integer[]) RENAME TO seedtest_sorted_median_real;
+            CREATE FUNCTION seedtest_sorted_median(sorted integer[]) RETURNS float8
+            LANGUAGE plpgsql IMMUTABLE AS $$
             BEGIN
-              IF NEW.user_id = 'u-poison' THEN RAISE EXCEPTION 'part failed (simulated)'; END IF;
-              RETURN NEW;
+              IF 987654 = ANY (sorted) THEN RAISE EXCEPTION 'part failed (simulated)'; END IF;
+              RETURN seedtest_sorted_median_real(sorted);
             END $$;
-            CREATE TRIGGER refuse_poison BEFORE INSERT ON features_topic_daily_staging
-              FOR EACH ROW EXECUTE FUNCTION refuse_poison();
         """))
     try:
         with pytest.raises(sa.exc.DBAPIError, match="part failed"):
             write_features(engine, days, parts=3)
         assert features(engine, days) == before
-        assert staged_rows(engine) == 0  # the parts that succeeded were cleaned up too
+        assert part_tables(engine) == []  # the parts that succeeded were dropped too
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text(
-                "DROP TRIGGER refuse_poison ON features_topic_daily_staging; DROP FUNCTION refuse_poison()"
+                "DROP FUNCTION seedtest_sorted_median(integer[]); "
+                "ALTER FUNCTION seedtest_sorted_median_real(integer[]) RENAME TO seedtest_sorted_median"
             ))
 
 

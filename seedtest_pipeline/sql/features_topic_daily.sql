@@ -1,40 +1,50 @@
--- features_topic_daily for the days in [:window_start, :window_end), read through the attempt
--- row rules (attempt_elements), plus per group the findings of input those rules could not read,
--- so one pass over the elements gives both. Groups of unreadable input only (attempts = 0, or no
--- user_id) carry findings and are not features. improvement is the user's I_t as of each day,
--- which needs the user's daily counts of the 27 days before the window too: those come from a
--- light scan of that context only. An attempt is timed when response_time_ms > 0 (the view maps a
--- missing time_spent_sec to 0).
+-- features_topic_daily for the days [:first_day, :end_day), read through the attempt row rules
+-- (attempt_elements), plus per group the findings of input those rules could not read, so one
+-- pass over the elements gives both. Groups of unreadable input only (attempts = 0, or no user_id)
+-- carry findings and are not features. improvement is the user's I_t as of each day, which needs
+-- the user's daily counts of the 27 days before the window too: those come from a light scan of
+-- that context only. An attempt is timed when response_time_ms > 0 (the view maps a missing
+-- time_spent_sec to 0).
+--
+-- The window is selected by UTC day, the expression of exam_results_completed_day_idx, and read
+-- in that order (ORDER BY date below): PostgreSQL then sorts each day's elements on their own
+-- (an incremental sort, in memory) instead of the whole window at once.
 -- Grouping keys compare in the "C" collation: byte order sorts several times faster than the
 -- locale's and groups the same (equality does not depend on the collation).
 WITH topic_days AS MATERIALIZED (
-  SELECT user_id COLLATE "C" AS user_id,
+  SELECT date,
+         user_id COLLATE "C" AS user_id,
          coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
-         (completed_at AT TIME ZONE 'UTC')::date AS date,
          count(*) FILTER (WHERE kept)::integer AS attempts,
          count(*) FILTER (WHERE kept AND correct)::integer AS correct,
          count(*) FILTER (WHERE kept AND hint_used)::integer AS hints,
          round(avg(response_time_ms) FILTER (WHERE kept AND response_time_ms > 0))::integer AS avg_time_ms,
-         -- One ORDER BY shared by both arrays: PostgreSQL sorts the input once, not per group.
+         -- One ORDER BY shared by both arrays: the per-day sort delivers it, no sort per group.
          array_agg(response_time_ms ORDER BY response_time_ms)
            FILTER (WHERE kept AND response_time_ms > 0) AS timed_ms,
          array_agg(response_time_ms ORDER BY response_time_ms)
            FILTER (WHERE kept AND correct AND response_time_ms > 0) AS timed_correct_ms,
          max(completed_at) FILTER (WHERE kept) AS last_seen_at,
          array_cat(array_cat(
-           array_agg(element_finding || ':' || session_id) FILTER (WHERE element_finding IS NOT NULL),
-           array_agg('time_spent_unreadable:' || session_id) FILTER (WHERE time_spent_unreadable)),
-           array_agg('used_hints_unreadable:' || session_id) FILTER (WHERE used_hints_unreadable)) AS findings
+           array_agg(element_finding || ':' || finding_session) FILTER (WHERE element_finding IS NOT NULL),
+           array_agg('time_spent_unreadable:' || finding_session) FILTER (WHERE time_spent_unreadable)),
+           array_agg('used_hints_unreadable:' || finding_session) FILTER (WHERE used_hints_unreadable)) AS findings
   FROM (
-    -- Read every value here, below the sort: the sort then moves a few narrow columns instead
-    -- of each element's JSON (OFFSET 0 keeps PostgreSQL from evaluating them after the sort).
-    SELECT user_id, topic_id, completed_at, session_id, item_id IS NOT NULL AS kept, correct,
-           response_time_ms, hint_used, element_finding, time_spent_unreadable, used_hints_unreadable
+    -- Every value is read here, below the sort, so the sort moves a few narrow columns (the
+    -- session id only where there is a finding) instead of each element's JSON. OFFSET 0 keeps
+    -- PostgreSQL from evaluating them above the sort instead.
+    SELECT (completed_at AT TIME ZONE 'UTC')::date AS date, user_id, topic_id, completed_at,
+           item_id IS NOT NULL AS kept, correct, response_time_ms, hint_used,
+           element_finding, time_spent_unreadable, used_hints_unreadable,
+           CASE WHEN element_finding IS NOT NULL OR time_spent_unreadable OR used_hints_unreadable
+                THEN session_id END AS finding_session
     FROM attempt_elements
-    WHERE completed_at >= :window_start AND completed_at < :window_end
+    WHERE (completed_at AT TIME ZONE 'UTC')::date >= :first_day
+      AND (completed_at AT TIME ZONE 'UTC')::date < :end_day
+    ORDER BY 1
     OFFSET 0
   ) AS e
-  GROUP BY 1, 2, 3
+  GROUP BY date, 2, 3
 ),
 user_days AS (
   SELECT user_id, date, sum(attempts)::bigint AS attempts, sum(correct)::bigint AS correct
@@ -42,7 +52,8 @@ user_days AS (
   UNION ALL
   SELECT user_id COLLATE "C", (completed_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE correct)
   FROM attempt_rows
-  WHERE completed_at >= :context_start AND completed_at < :window_start AND user_id IS NOT NULL
+  WHERE (completed_at AT TIME ZONE 'UTC')::date >= :context_day
+    AND (completed_at AT TIME ZONE 'UTC')::date < :first_day AND user_id IS NOT NULL
   GROUP BY 1, 2
 ),
 user_improvement AS (
@@ -50,11 +61,10 @@ user_improvement AS (
          kpi_improvement((sum(correct) OVER recent14)::bigint, (sum(attempts) OVER recent14)::bigint,
                          (sum(correct) OVER previous14)::bigint,
                          (sum(attempts) OVER previous14)::bigint) AS improvement
-  FROM user_days
-  WINDOW recent14 AS (PARTITION BY user_id ORDER BY date
-                      RANGE BETWEEN '13 days'::interval PRECEDING AND CURRENT ROW),
-         previous14 AS (PARTITION BY user_id ORDER BY date
-                        RANGE BETWEEN '27 days'::interval PRECEDING AND '14 days'::interval PRECEDING)
+  -- Days as integers: RANGE frames over an integer compare far faster than over date + interval.
+  FROM (SELECT *, date - DATE '2000-01-01' AS day FROM user_days) AS numbered
+  WINDOW recent14 AS (PARTITION BY user_id ORDER BY day RANGE BETWEEN 13 PRECEDING AND CURRENT ROW),
+         previous14 AS (PARTITION BY user_id ORDER BY day RANGE BETWEEN 27 PRECEDING AND 14 PRECEDING)
 )
 SELECT t.user_id, t.topic_id, t.date, t.attempts, t.correct, t.hints, t.avg_time_ms,
        round(seedtest_sorted_median(t.timed_ms))::integer AS rt_median,
@@ -63,3 +73,5 @@ SELECT t.user_id, t.topic_id, t.date, t.attempts, t.correct, t.hints, t.avg_time
        now() AS computed_at, t.findings
 FROM topic_days t
 LEFT JOIN user_improvement i ON i.user_id = t.user_id AND i.date = t.date
+-- The primary key's order (date first), so the rows reach it nearly in order when written.
+ORDER BY t.date, t.user_id, t.topic_id

@@ -61,7 +61,8 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS attempt_elements")
     for function in (
         "seedtest_questions(jsonb)",
-        "seedtest_read_seconds(text)",
+        "seedtest_read_numeric(text)",
+        "seedtest_read_seconds(text)",  # the script's seconds reader before 0005
         "seedtest_read_bool(text)",
         "seedtest_read_int(text)",
         "seedtest_read_bigint(text)",
