@@ -35,6 +35,8 @@ DATA_COLUMNS = (
 COLUMNS = (*KEY_COLUMNS, *DATA_COLUMNS, "computed_at")
 # A part shorter than this is not worth its own connection.
 MIN_PART_DAYS = 7
+# Writing a part's rows costs about an eighth of computing them (bench/README.md).
+PART_GROWTH = 1.12
 # Memory for one part's sorts and hashes (the per-day sorts need little; the I_t window more).
 PART_WORK_MEM = "256MB"
 # Part tables are named features_topic_daily_part_<unix time>_<random>_<index>: a run drops its
@@ -63,53 +65,62 @@ class FeaturesResult:
 
 
 def split_days(days: DayRange, parts: int) -> list[DayRange]:
-    """`days` cut into at most `parts` consecutive ranges of whole days, none shorter than a week."""
+    """`days` cut into at most `parts` consecutive ranges of whole days, none shorter than a week.
+
+    Each part is PART_GROWTH longer than the one before: part k is written while part k + 1 is
+    still being computed, so part k + 1 may take as much longer as writing part k takes.
+    """
     parts = max(1, min(parts, days.days // MIN_PART_DAYS))
-    size, extra = divmod(days.days, parts)
-    ranges, first = [], days.first
-    for index in range(parts):
-        end = first + timedelta(days=size + (1 if index < extra else 0))
-        ranges.append(DayRange(first, end))
-        first = end
-    return ranges
+    weights = [PART_GROWTH**index for index in range(parts)]
+    ends = [round(days.days * sum(weights[: index + 1]) / sum(weights)) for index in range(parts)]
+    if parts > 1 and ends[0] < MIN_PART_DAYS:  # the first, shortest part came out under a week
+        return split_days(days, parts - 1)
+    starts = [0, *ends[:-1]]
+    return [DayRange(days.first + timedelta(days=a), days.first + timedelta(days=b)) for a, b in zip(starts, ends)]
 
 
 def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> FeaturesResult:
     """Recompute the features of `days` and replace their rows atomically.
 
     `parts`: how many connections compute the window (default backfill_connections(); a window
-    shorter than two weeks is one part). A failure anywhere leaves the previous rows in place.
+    shorter than two weeks is one part). One more connection holds the write transaction: it
+    writes each part, in date order, as soon as it is computed, while later parts are still
+    being computed. A failure anywhere leaves the previous rows in place.
     """
     started = time.perf_counter()
     ranges = split_days(days, parts if parts is not None else backfill_connections())
     run = f"{int(time.time())}_{uuid.uuid4().hex[:8]}"
     tables = [f"{PART_PREFIX}{run}_{index}" for index in range(len(ranges))]
+    alone = len(ranges) == 1
+    deleted = written = unchanged = 0
+    result_issues = []
     try:
         drop_abandoned_parts(engine)
-        alone = len(ranges) == 1
-        with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
-            result_issues = list(pool.map(lambda job: stage_part(engine, *job, alone), zip(tables, ranges)))
-        with engine.begin() as connection:
-            # In date order, part after part: the rows then reach the date-led primary key nearly
-            # in key order, which is several times cheaper than inserting in any other order.
-            staged = [f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE {FEATURE_GROUPS}" for table in tables]
-            deleted, written, unchanged = replace_rows(
-                connection,
-                TABLE,
-                staged,
-                days.bounds(),
-                window_condition="date >= :first_day AND date < :end_day",
-                key_columns=KEY_COLUMNS,
-                data_columns=DATA_COLUMNS,
-                stamp_column="computed_at",
-            )
+        with ThreadPoolExecutor(max_workers=len(ranges)) as pool, engine.begin() as connection:
+            computing = [pool.submit(stage_part, engine, table, part, alone) for table, part in zip(tables, ranges)]
+            for table, part, computed in zip(tables, ranges, computing):
+                result_issues.append(computed.result())
+                # Part after part in date order: the rows reach the date-led primary key nearly
+                # in key order, which is several times cheaper than inserting in any other order.
+                part_deleted, part_written, part_unchanged = replace_rows(
+                    connection,
+                    TABLE,
+                    f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE {FEATURE_GROUPS}",
+                    part.bounds(),
+                    window_condition="date >= :first_day AND date < :end_day",
+                    key_columns=KEY_COLUMNS,
+                    data_columns=DATA_COLUMNS,
+                    stamp_column="computed_at",
+                )
+                deleted, written, unchanged = deleted + part_deleted, written + part_written, unchanged + part_unchanged
             issues = merge_issues([staged_issues(connection, tables), *result_issues])
             # Per (user, topic) first: a hash of a few thousand pairs instead of two sorts of the window.
             totals = connection.execute(
                 sa.text(
                     "SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
-                    "count(DISTINCT topic_id) AS topics FROM (SELECT user_id, topic_id, sum(attempts) AS attempts "
-                    f"FROM ({' UNION ALL '.join(staged)}) AS window_rows GROUP BY user_id, topic_id) AS pairs"
+                    "count(DISTINCT topic_id) AS topics FROM (SELECT user_id, topic_id, sum(attempts) AS attempts FROM ("
+                    + " UNION ALL ".join(f"SELECT * FROM {table} WHERE {FEATURE_GROUPS}" for table in tables)
+                    + ") AS window_rows GROUP BY user_id, topic_id) AS pairs"
                 )
             ).one()
     finally:

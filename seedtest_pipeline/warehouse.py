@@ -90,9 +90,7 @@ def warehouse_url() -> str:
 
 # Sessions sort and hash hundreds of thousands of attempts per query; PostgreSQL's default 4MB
 # sends those sorts to disk. A batch pipeline holds few connections, so this is affordable.
-# Memoize off: the planner would cache attempt_elements' per-element readers keyed by the element's
-# JSON, which costs a hash of every element and saves nothing (elements rarely repeat exactly).
-SESSION_OPTIONS = "-c timezone=UTC -c work_mem=64MB -c enable_memoize=off"
+SESSION_OPTIONS = "-c timezone=UTC -c work_mem=64MB"
 
 
 def make_engine(url: str, **options) -> Engine:
@@ -108,20 +106,20 @@ def make_engine(url: str, **options) -> Engine:
 def replace_rows(
     connection: Connection,
     table: str,
-    staged_selects: list[str],
+    staged_select: str,
     params: dict,
     window_condition: str,
     key_columns: tuple[str, ...],
     data_columns: tuple[str, ...],
     stamp_column: str,
 ) -> tuple[int, int, int]:
-    """Make the rows of one window of `table` equal to the union of `staged_selects`, atomically.
+    """Make the rows of one window of `table` equal to the result of `staged_select`, atomically.
 
     Runs inside the caller's transaction: a failure anywhere rolls back to the previous rows.
     Rows whose data did not change are not touched (they keep their `stamp_column`), so
     re-running a partition leaves identical rows and writes nothing. `window_condition` selects
-    the window's rows by bind parameters. The staged rows are inserted select by select, in the
-    order given; each select is read twice, so make it a plain read of a table the caller filled.
+    the window's rows by bind parameters. `staged_select` is read twice (and its rows inserted in
+    the order it returns them), so make it a plain read of a table the caller filled.
     Returns (rows deleted, rows inserted, rows unchanged); a changed row counts as deleted and
     inserted.
     """
@@ -133,7 +131,6 @@ def replace_rows(
     )
     keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
     same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
-    staged = " UNION ALL ".join(staged_selects)
     # The keys whose row stays as it is, decided before anything changes: the delete and the
     # insert below then never read the table they write (a plan reading the index it inserts
     # into can slow down by orders of magnitude).
@@ -141,7 +138,7 @@ def replace_rows(
     unchanged = connection.execute(
         sa.text(
             f"CREATE TEMP TABLE unchanged_keys ON COMMIT DROP AS "
-            f"SELECT {', '.join(f's.{c}' for c in key_columns)} FROM ({staged}) AS s "
+            f"SELECT {', '.join(f's.{c}' for c in key_columns)} FROM ({staged_select}) AS s "
             f"JOIN (SELECT * FROM {table} WHERE {window_condition}) AS t ON {keys} AND {same_data}"
         ),
         params,
@@ -153,10 +150,8 @@ def replace_rows(
         sa.text(f"DELETE FROM {table} AS s WHERE {window_condition} AND {kept}"), params
     ).rowcount
     columns = ", ".join((*key_columns, *data_columns, stamp_column))
-    inserted = 0
-    for select in staged_selects:
-        inserted += connection.execute(
-            sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({select}) AS s WHERE {kept}")
-        ).rowcount
+    inserted = connection.execute(
+        sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({staged_select}) AS s WHERE {kept}")
+    ).rowcount
     connection.execute(sa.text("DROP TABLE pg_temp.unchanged_keys"))
     return deleted, inserted, unchanged

@@ -244,10 +244,16 @@ def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
 
 def test_backfill_parts_cover_the_window_in_whole_weeks_at_least():
     whole = DayRange(FIRST, FIRST + timedelta(days=DAYS))
-    parts = split_days(whole, 3)
-    assert [p.days for p in parts] == [14, 13, 13]
-    assert parts[0].first == whole.first and parts[-1].end == whole.end
-    assert all(a.end == b.first for a, b in zip(parts, parts[1:]))
+    for days, count in ((DAYS, 3), (365, 2), (21, 3), (15, 2), (100, 8)):
+        window = DayRange(FIRST, FIRST + timedelta(days=days))
+        parts = split_days(window, count)
+        assert 1 <= len(parts) <= count
+        assert parts[0].first == window.first and parts[-1].end == window.end
+        assert all(a.end == b.first for a, b in zip(parts, parts[1:]))
+        assert all(part.days >= 7 for part in parts)
+        # Later parts are longer: each is computed while the one before it is written.
+        assert [p.days for p in parts] == sorted(p.days for p in parts)
+    assert [p.days for p in split_days(DayRange(FIRST, FIRST + timedelta(days=365)), 2)] == [172, 193]
     assert len(split_days(DayRange(FIRST, FIRST + timedelta(days=13)), 4)) == 1  # too short to split
     assert len(split_days(whole, 1)) == 1
 

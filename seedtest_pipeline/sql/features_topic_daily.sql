@@ -47,10 +47,12 @@ WITH topic_days AS MATERIALIZED (
   GROUP BY date, 2, 3
 ),
 user_days AS (
-  SELECT user_id, date, sum(attempts)::bigint AS attempts, sum(correct)::bigint AS correct
+  -- integer counts: sum() over integers is a bigint, where over bigints it would be a numeric.
+  SELECT user_id, date, sum(attempts)::integer AS attempts, sum(correct)::integer AS correct
   FROM topic_days WHERE user_id IS NOT NULL AND attempts > 0 GROUP BY user_id, date
   UNION ALL
-  SELECT user_id COLLATE "C", (completed_at AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE correct)
+  SELECT user_id COLLATE "C", (completed_at AT TIME ZONE 'UTC')::date, count(*)::integer,
+         count(*) FILTER (WHERE correct)::integer
   FROM attempt_rows
   WHERE (completed_at AT TIME ZONE 'UTC')::date >= :context_day
     AND (completed_at AT TIME ZONE 'UTC')::date < :first_day AND user_id IS NOT NULL
@@ -58,9 +60,8 @@ user_days AS (
 ),
 user_improvement AS (
   SELECT user_id, date,
-         kpi_improvement((sum(correct) OVER recent14)::bigint, (sum(attempts) OVER recent14)::bigint,
-                         (sum(correct) OVER previous14)::bigint,
-                         (sum(attempts) OVER previous14)::bigint) AS improvement
+         kpi_improvement(sum(correct) OVER recent14, sum(attempts) OVER recent14,
+                         sum(correct) OVER previous14, sum(attempts) OVER previous14) AS improvement
   -- Days as integers: RANGE frames over an integer compare far faster than over date + interval.
   FROM (SELECT *, date - DATE '2000-01-01' AS day FROM user_days) AS numbered
   WINDOW recent14 AS (PARTITION BY user_id ORDER BY day RANGE BETWEEN 13 PRECEDING AND CURRENT ROW),

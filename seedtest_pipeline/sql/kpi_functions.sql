@@ -16,7 +16,7 @@ RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT kpi_clamp(
     (correct_recent::float8 / nullif(attempts_recent, 0)
        - correct_previous::float8 / nullif(attempts_previous, 0))
-    * least(1.0, attempts_recent / 30.0)
+    * least(1.0, attempts_recent / 30.0::float8)  -- float8 throughout: numeric here cost 2x per call
     * (1 - least(0.5, 1.96 * sqrt((correct_recent::float8 / nullif(attempts_recent, 0))
                                   * (1 - correct_recent::float8 / nullif(attempts_recent, 0))
                                   / nullif(attempts_recent, 0)))),
