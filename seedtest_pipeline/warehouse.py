@@ -145,7 +145,8 @@ def replace_rows(
     ).rowcount
     connection.execute(sa.text("ANALYZE unchanged_keys"))  # temp tables have no statistics otherwise
     unchanged_key = " AND ".join(f"u.{c} = s.{c}" for c in key_columns)
-    kept = f"NOT EXISTS (SELECT 1 FROM unchanged_keys AS u WHERE {unchanged_key})"
+    # With nothing unchanged (a first backfill, or all rows changed) there is nothing to skip.
+    kept = f"NOT EXISTS (SELECT 1 FROM unchanged_keys AS u WHERE {unchanged_key})" if unchanged else "true"
     deleted = connection.execute(
         sa.text(f"DELETE FROM {table} AS s WHERE {window_condition} AND {kept}"), params
     ).rowcount

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from factories import insert_results, question, result, utc
-from seedtest_pipeline.features import split_days, write_features
+from seedtest_pipeline.features import PART_GROWTH, split_days, write_features
 from seedtest_pipeline.windows import DayRange
 
 FIRST = date(2026, 9, 1)
@@ -253,7 +253,13 @@ def test_backfill_parts_cover_the_window_in_whole_weeks_at_least():
         assert all(part.days >= 7 for part in parts)
         # Later parts are longer: each is computed while the one before it is written.
         assert [p.days for p in parts] == sorted(p.days for p in parts)
-    assert [p.days for p in split_days(DayRange(FIRST, FIRST + timedelta(days=365)), 2)] == [172, 193]
+    year = DayRange(FIRST, FIRST + timedelta(days=365))
+    first, second = split_days(year, 2)
+    assert second.days / first.days == pytest.approx(PART_GROWTH, abs=0.01)
+    # The cut follows the sessions: a busy first month puts it inside that month.
+    busy_month = {FIRST + timedelta(days=day): (1000 if day < 30 else 10) for day in range(365)}
+    first, second = split_days(year, 2, busy_month)
+    assert 7 <= first.days < 30 and first.end == second.first
     assert len(split_days(DayRange(FIRST, FIRST + timedelta(days=13)), 4)) == 1  # too short to split
     assert len(split_days(whole, 1)) == 1
 

@@ -6,45 +6,47 @@
 -- that context only. An attempt is timed when response_time_ms > 0 (the view maps a missing
 -- time_spent_sec to 0).
 --
--- The window is selected by UTC day, the expression of exam_results_completed_day_idx, and read
--- in that order (ORDER BY date below): PostgreSQL then sorts each day's elements on their own
--- (an incremental sort, in memory) instead of the whole window at once.
--- Grouping keys compare in the "C" collation: byte order sorts several times faster than the
--- locale's and groups the same (equality does not depend on the collation).
+-- Day by day (LATERAL): each day's elements come from exam_results_completed_day_idx and are
+-- grouped on their own, so a sort never holds more than a day, whatever the window. Grouping keys
+-- compare in the "C" collation: byte order sorts several times faster than the locale's (and
+-- lets the sort compare the leading bytes of random user ids as integers); equality does not
+-- depend on the collation. Days come out in order, and within a day the groups in key order.
 WITH topic_days AS MATERIALIZED (
-  SELECT date,
-         user_id COLLATE "C" AS user_id,
-         coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
-         count(*) FILTER (WHERE kept)::integer AS attempts,
-         count(*) FILTER (WHERE kept AND correct)::integer AS correct,
-         count(*) FILTER (WHERE kept AND hint_used)::integer AS hints,
-         round(avg(response_time_ms) FILTER (WHERE kept AND response_time_ms > 0))::integer AS avg_time_ms,
-         -- One ORDER BY shared by both arrays: the per-day sort delivers it, no sort per group.
-         array_agg(response_time_ms ORDER BY response_time_ms)
-           FILTER (WHERE kept AND response_time_ms > 0) AS timed_ms,
-         array_agg(response_time_ms ORDER BY response_time_ms)
-           FILTER (WHERE kept AND correct AND response_time_ms > 0) AS timed_correct_ms,
-         max(completed_at) FILTER (WHERE kept) AS last_seen_at,
-         array_cat(array_cat(
-           array_agg(element_finding || ':' || finding_session) FILTER (WHERE element_finding IS NOT NULL),
-           array_agg('time_spent_unreadable:' || finding_session) FILTER (WHERE time_spent_unreadable)),
-           array_agg('used_hints_unreadable:' || finding_session) FILTER (WHERE used_hints_unreadable)) AS findings
-  FROM (
-    -- Every value is read here, below the sort, so the sort moves a few narrow columns (the
-    -- session id only where there is a finding) instead of each element's JSON. OFFSET 0 keeps
-    -- PostgreSQL from evaluating them above the sort instead.
-    SELECT (completed_at AT TIME ZONE 'UTC')::date AS date, user_id, topic_id, completed_at,
-           item_id IS NOT NULL AS kept, correct, response_time_ms, hint_used,
-           element_finding, time_spent_unreadable, used_hints_unreadable,
-           CASE WHEN element_finding IS NOT NULL OR time_spent_unreadable OR used_hints_unreadable
-                THEN session_id END AS finding_session
-    FROM attempt_elements
-    WHERE (completed_at AT TIME ZONE 'UTC')::date >= :first_day
-      AND (completed_at AT TIME ZONE 'UTC')::date < :end_day
-    ORDER BY 1
-    OFFSET 0
-  ) AS e
-  GROUP BY date, 2, 3
+  SELECT day.date, groups.*
+  FROM (SELECT d::date AS date FROM generate_series(CAST(:first_day AS date), CAST(:end_day AS date) - 1,
+                                                    interval '1 day') AS d) AS day
+  CROSS JOIN LATERAL (
+    SELECT user_id COLLATE "C" AS user_id,
+           coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
+           count(*) FILTER (WHERE kept)::integer AS attempts,
+           count(*) FILTER (WHERE kept AND correct)::integer AS correct,
+           count(*) FILTER (WHERE kept AND hint_used)::integer AS hints,
+           round(avg(response_time_ms) FILTER (WHERE kept AND response_time_ms > 0))::integer AS avg_time_ms,
+           -- One ORDER BY shared by both arrays: the day's sort delivers it, no sort per group.
+           array_agg(response_time_ms ORDER BY response_time_ms)
+             FILTER (WHERE kept AND response_time_ms > 0) AS timed_ms,
+           array_agg(response_time_ms ORDER BY response_time_ms)
+             FILTER (WHERE kept AND correct AND response_time_ms > 0) AS timed_correct_ms,
+           max(completed_at) FILTER (WHERE kept) AS last_seen_at,
+           array_cat(array_cat(
+             array_agg(element_finding || ':' || finding_session) FILTER (WHERE element_finding IS NOT NULL),
+             array_agg('time_spent_unreadable:' || finding_session) FILTER (WHERE time_spent_unreadable)),
+             array_agg('used_hints_unreadable:' || finding_session) FILTER (WHERE used_hints_unreadable)) AS findings
+    FROM (
+      -- Every value is read here, below the sort, so the sort moves a few narrow columns (the
+      -- session id only where there is a finding) instead of each element's JSON. OFFSET 0 keeps
+      -- PostgreSQL from evaluating them above the sort instead.
+      SELECT user_id, topic_id, completed_at,
+             item_id IS NOT NULL AS kept, correct, response_time_ms, hint_used,
+             element_finding, time_spent_unreadable, used_hints_unreadable,
+             CASE WHEN element_finding IS NOT NULL OR time_spent_unreadable OR used_hints_unreadable
+                  THEN session_id END AS finding_session
+      FROM attempt_elements
+      WHERE (completed_at AT TIME ZONE 'UTC')::date = day.date
+      OFFSET 0
+    ) AS e
+    GROUP BY 1, 2
+  ) AS groups
 ),
 user_days AS (
   -- integer counts: sum() over integers is a bigint, where over bigints it would be a numeric.
