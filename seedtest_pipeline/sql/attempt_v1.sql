@@ -103,7 +103,9 @@ CROSS JOIN LATERAL (
            -- A JSON number is a numeric already: no text to print and parse again.
            CASE WHEN jsonb_typeof(field.time_spent) = 'number' THEN field.time_spent::numeric
                 ELSE seedtest_read_numeric(field.time_spent #>> '{}') END AS any_seconds,
-           seedtest_read_int(field.used_hints_text) AS hints
+           -- 0 and 1 hints, as most answers have, without the general reader.
+           CASE field.used_hints_text WHEN '0' THEN 0 WHEN '1' THEN 1
+                ELSE seedtest_read_int(field.used_hints_text) END AS hints
     FROM (
       -- r.id is carried through for the planner: it makes every element distinct, so PostgreSQL
       -- never wraps these levels in a Memoize cache keyed by the element (measured 2.9x slower).
