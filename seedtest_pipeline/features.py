@@ -127,36 +127,25 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
     tables = [f"{PART_PREFIX}{run}_{index}" for index in range(len(ranges))]
     alone = len(ranges) == 1
     deleted = written = unchanged = 0
-    result_issues = []
+    issues = []
     try:
         drop_abandoned_parts(engine)
         with ThreadPoolExecutor(max_workers=len(ranges)) as pool, engine.begin() as connection:
-            computing = [pool.submit(stage_part, engine, table, part, alone) for table, part in zip(tables, ranges)]
-            for table, part, computed in zip(tables, ranges, computing):
-                result_issues.append(computed.result())
-                # Part after part in date order: the rows reach the date-led primary key nearly
-                # in key order, which is several times cheaper than inserting in any other order.
-                part_deleted, part_written, part_unchanged = replace_rows(
-                    connection,
-                    TABLE,
-                    f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE {FEATURE_GROUPS}",
-                    part.bounds(),
-                    window_condition="date >= :first_day AND date < :end_day",
-                    key_columns=KEY_COLUMNS,
-                    data_columns=DATA_COLUMNS,
-                    stamp_column="computed_at",
-                )
+            computing = [pool.submit(compute_part, engine, table, part, alone) for table, part in zip(tables, ranges)]
+            connection.execute(sa.text(
+                "CREATE TEMP TABLE window_pairs (user_id text, topic_id text, attempts bigint) ON COMMIT DROP"
+            ))
+            for index, (table, part, computed) in enumerate(zip(tables, ranges, computing)):
+                computed.result()
+                part_deleted, part_written, part_unchanged = write_part(connection, table, part)
                 deleted, written, unchanged = deleted + part_deleted, written + part_written, unchanged + part_unchanged
-            issues = merge_issues([staged_issues(connection, tables), *result_issues])
-            # Per (user, topic) first: a hash of a few thousand pairs instead of two sorts of the window.
-            totals = connection.execute(
-                sa.text(
-                    "SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
-                    "count(DISTINCT topic_id) AS topics FROM (SELECT user_id, topic_id, sum(attempts) AS attempts FROM ("
-                    + " UNION ALL ".join(f"SELECT * FROM {table} WHERE {FEATURE_GROUPS}" for table in tables)
-                    + ") AS window_rows GROUP BY user_id, topic_id) AS pairs"
-                )
-            ).one()
+                issues.append(element_issues(connection, table))
+                if index == 0:  # while the next part is computing
+                    issues.append(result_issues(connection, days))
+            totals = connection.execute(sa.text(
+                "SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
+                "count(DISTINCT topic_id) AS topics FROM window_pairs"
+            )).one()
     finally:
         with engine.begin() as connection:
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(tables)}"))
@@ -170,7 +159,7 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
         users=totals.users,
         topics=totals.topics,
         seconds=time.perf_counter() - started,
-        issues=issues,
+        issues=merge_issues(issues),
     )
 
 
@@ -193,10 +182,8 @@ def drop_abandoned_parts(engine: Engine) -> None:
                 connection.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 
 
-def stage_part(engine: Engine, table: str, part: DayRange, alone: bool) -> InputIssues:
-    """Compute one part of the window into its own unlogged `table`; return the findings about
-    whole results of that part (the element findings are kept with the groups)."""
-    bounds = part.bounds()
+def compute_part(engine: Engine, table: str, part: DayRange, alone: bool) -> None:
+    """Compute one part of the window into its own unlogged `table` (with each group's findings)."""
     with engine.begin() as connection:
         if not alone:
             # One connection per part is the parallelism: no parallel plan inside it.
@@ -205,23 +192,51 @@ def stage_part(engine: Engine, table: str, part: DayRange, alone: bool) -> Input
         # UNLOGGED: scratch rows, rebuilt by re-running, so they need no WAL. CREATE TABLE AS may
         # run in parallel where INSERT ... SELECT may not: a part alone (a daily partition) then
         # reads its I_t context of 27 days with PostgreSQL's workers.
-        connection.execute(sa.text(f"CREATE UNLOGGED TABLE {table} AS {sql_text('features_topic_daily')}"), bounds)
-        rows = connection.execute(
-            sa.text(
-                "SELECT kind, count(*) AS findings, "
-                "(array_agg(DISTINCT session_id ORDER BY session_id))[1:CAST(:samples AS int)] AS samples "
-                "FROM attempt_result_issues "
-                "WHERE (completed_at AT TIME ZONE 'UTC')::date >= :first_day "
-                "AND (completed_at AT TIME ZONE 'UTC')::date < :end_day GROUP BY kind"
-            ),
-            {**bounds, "samples": SAMPLE_SESSIONS},
-        ).all()
+        connection.execute(
+            sa.text(f"CREATE UNLOGGED TABLE {table} AS {sql_text('features_topic_daily')}"), part.bounds()
+        )
+
+
+def write_part(connection: Connection, table: str, part: DayRange) -> tuple[int, int, int]:
+    """Replace the part's days in features_topic_daily with the part's rows; note its (user,
+    topic) pairs in window_pairs for the run's totals. Returns (deleted, written, unchanged)."""
+    staged = f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE {FEATURE_GROUPS}"
+    # In date order: the rows reach the date-led primary key nearly in key order, which is
+    # several times cheaper than inserting in any other order.
+    counts = replace_rows(
+        connection,
+        TABLE,
+        staged,
+        part.bounds(),
+        window_condition="date >= :first_day AND date < :end_day",
+        key_columns=KEY_COLUMNS,
+        data_columns=DATA_COLUMNS,
+        stamp_column="computed_at",
+    )
+    connection.execute(sa.text(
+        f"INSERT INTO window_pairs SELECT user_id, topic_id, sum(attempts) FROM ({staged}) AS s GROUP BY 1, 2"
+    ))
+    return counts
+
+
+def result_issues(connection: Connection, days: DayRange) -> InputIssues:
+    """Findings about whole results of the window (questions missing or not an array, no user)."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT kind, count(*) AS findings, "
+            "(array_agg(DISTINCT session_id ORDER BY session_id))[1:CAST(:samples AS int)] AS samples "
+            "FROM attempt_result_issues "
+            "WHERE (completed_at AT TIME ZONE 'UTC')::date >= :first_day "
+            "AND (completed_at AT TIME ZONE 'UTC')::date < :end_day GROUP BY kind"
+        ),
+        {**days.bounds(), "samples": SAMPLE_SESSIONS},
+    ).all()
     return InputIssues({row.kind: row.findings for row in rows}, {row.kind: list(row.samples) for row in rows})
 
 
-def staged_issues(connection: Connection, tables: list[str]) -> InputIssues:
-    """The element findings kept by a run's parts, by kind, with sample sessions."""
-    findings = " UNION ALL ".join(f"SELECT findings FROM {table} WHERE findings IS NOT NULL" for table in tables)
+def element_issues(connection: Connection, table: str) -> InputIssues:
+    """The element findings kept with a part's groups, by kind, with sample sessions."""
+    findings = f"SELECT findings FROM {table} WHERE findings IS NOT NULL"
     rows = connection.execute(
         sa.text(
             f"""
