@@ -235,16 +235,19 @@ def result_issues(connection: Connection, days: DayRange) -> InputIssues:
 
 
 def element_issues(connection: Connection, table: str) -> InputIssues:
-    """The element findings kept with a part's groups, by kind, with sample sessions."""
+    """The element findings kept with a part's groups, by kind, with sample sessions. Each finding
+    value is 'kind[,kind]:session_id': the kinds before the first ':', then the session."""
     findings = f"SELECT findings FROM {table} WHERE findings IS NOT NULL"
     rows = connection.execute(
         sa.text(
             f"""
-            SELECT split_part(f, ':', 1) AS kind, count(*) AS findings,
-                   (array_agg(DISTINCT substr(f, strpos(f, ':') + 1)
-                              ORDER BY substr(f, strpos(f, ':') + 1)))[1:CAST(:samples AS int)] AS samples
-            FROM ({findings}) AS staged, unnest(staged.findings) AS f
-            GROUP BY 1
+            SELECT kind, count(*) AS findings,
+                   (array_agg(DISTINCT session_id ORDER BY session_id))[1:CAST(:samples AS int)] AS samples
+            FROM ({findings}) AS staged,
+                 unnest(staged.findings) AS f,
+                 substr(f, strpos(f, ':') + 1) AS session_id,
+                 unnest(string_to_array(split_part(f, ':', 1), ',')) AS kind
+            GROUP BY kind
             """
         ),
         {"samples": SAMPLE_SESSIONS},

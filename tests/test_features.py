@@ -276,6 +276,31 @@ def test_window_rejections_are_counted_with_sample_sessions(engine):
     assert outcome.rows_written == 1 and outcome.attempts == 1
 
 
+def test_an_element_with_several_findings_counts_each_like_the_view(engine):
+    from seedtest_pipeline.attempts import input_issues
+
+    # One element, three findings; the session id holds the separators the findings are kept with.
+    odd_session = "s:1,2:x"
+    insert_results(engine, [
+        result("u-1", utc(2026, 9, 10, 8), [
+            question(1, correct="maybe", seconds="slow", hints="many"),
+            question(2),
+        ], session_id=odd_session),
+        result("u-2", utc(2026, 9, 10, 9), [question(3, seconds="n/a")], session_id="s-plain"),
+    ])
+    days = DayRange.from_key("2026-09-10")
+    outcome = write_features(engine, days)
+    with engine.connect() as connection:
+        bounds = days.bounds()
+        view = input_issues(connection, bounds["window_start"], bounds["window_end"])
+    assert outcome.issues.counts == {
+        "correct_unreadable": 1, "time_spent_unreadable": 2, "used_hints_unreadable": 1,
+    }
+    assert outcome.issues.counts == view.counts and outcome.issues.samples == view.samples
+    assert outcome.issues.samples["time_spent_unreadable"] == sorted([odd_session, "s-plain"])
+    assert outcome.rows_written == 2 and outcome.attempts == 3
+
+
 def test_the_single_pass_counts_every_malformed_kind_like_the_view(engine):
     from seedtest_pipeline import synthetic
     from seedtest_pipeline.attempts import input_issues

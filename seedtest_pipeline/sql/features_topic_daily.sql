@@ -6,18 +6,18 @@
 -- that context only. An attempt is timed when response_time_ms > 0 (the view maps a missing
 -- time_spent_sec to 0).
 --
--- Day by day (LATERAL): each day's elements come from exam_results_completed_day_idx and are
--- grouped on their own, so a sort never holds more than a day, whatever the window. Grouping keys
--- compare in the "C" collation: byte order sorts several times faster than the locale's (and
--- lets the sort compare the leading bytes of random user ids as integers); equality does not
--- depend on the collation. Days come out in order, and within a day the groups in key order.
+-- Day by day (LATERAL): each day's results come from exam_results_completed_day_user_idx in
+-- user order and are grouped on their own, so a sort never holds more than a day, whatever the
+-- window, and only sorts each user's few elements by topic and time (an incremental sort).
+-- Grouping keys compare in the "C" collation: byte order sorts several times faster than the
+-- locale's; equality does not depend on the collation. Days come out in order, and within a day
+-- the groups in key order.
 WITH topic_days AS MATERIALIZED (
   SELECT day.date, groups.*
   FROM (SELECT d::date AS date FROM generate_series(CAST(:first_day AS date), CAST(:end_day AS date) - 1,
                                                     interval '1 day') AS d) AS day
   CROSS JOIN LATERAL (
-    SELECT user_id COLLATE "C" AS user_id,
-           coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
+    SELECT user_id, topic_id,
            count(*) FILTER (WHERE kept)::integer AS attempts,
            count(*) FILTER (WHERE kept AND correct)::integer AS correct,
            count(*) FILTER (WHERE kept AND hint_used)::integer AS hints,
@@ -28,21 +28,24 @@ WITH topic_days AS MATERIALIZED (
            array_agg(response_time_ms ORDER BY response_time_ms)
              FILTER (WHERE kept AND correct AND response_time_ms > 0) AS timed_correct_ms,
            max(completed_at) FILTER (WHERE kept) AS last_seen_at,
-           array_cat(array_cat(
-             array_agg(element_finding || ':' || finding_session) FILTER (WHERE element_finding IS NOT NULL),
-             array_agg('time_spent_unreadable:' || finding_session) FILTER (WHERE time_spent_unreadable)),
-             array_agg('used_hints_unreadable:' || finding_session) FILTER (WHERE used_hints_unreadable)) AS findings
+           array_agg(finding) FILTER (WHERE finding IS NOT NULL) AS findings
     FROM (
-      -- Every value is read here, below the sort, so the sort moves a few narrow columns (the
-      -- session id only where there is a finding) instead of each element's JSON. OFFSET 0 keeps
-      -- PostgreSQL from evaluating them above the sort instead.
-      SELECT user_id, topic_id, completed_at,
-             item_id IS NOT NULL AS kept, correct, response_time_ms, hint_used,
-             element_finding, time_spent_unreadable, used_hints_unreadable,
+      -- Every value is read here, below the sort, so the sort moves a few narrow columns instead
+      -- of each element's JSON; OFFSET 0 keeps PostgreSQL from evaluating them above the sort
+      -- instead. The sort keys come first: a sort compares columns it finds without walking
+      -- past others. An element's findings are one value: its kinds, comma-separated, ':' and its
+      -- session id (no kind contains ',' or ':'); NULL for almost every element.
+      SELECT user_id COLLATE "C" AS user_id, coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
+             response_time_ms, completed_at, item_id IS NOT NULL AS kept, correct, hint_used,
              CASE WHEN element_finding IS NOT NULL OR time_spent_unreadable OR used_hints_unreadable
-                  THEN session_id END AS finding_session
+                  THEN concat_ws(',', element_finding,
+                                 CASE WHEN time_spent_unreadable THEN 'time_spent_unreadable' END,
+                                 CASE WHEN used_hints_unreadable THEN 'used_hints_unreadable' END)
+                       || ':' || session_id
+             END AS finding
       FROM attempt_elements
       WHERE (completed_at AT TIME ZONE 'UTC')::date = day.date
+      ORDER BY 1  -- the index's order within the day: no sort
       OFFSET 0
     ) AS e
     GROUP BY 1, 2

