@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine
 from seedtest_pipeline.attempts import SAMPLE_SESSIONS, InputIssues
 from seedtest_pipeline.queries import sql_text
 from seedtest_pipeline.warehouse import replace_rows
-from seedtest_pipeline.windows import DayRange
+from seedtest_pipeline.windows import IMPROVEMENT_CONTEXT_DAYS, DayRange, day_start
 
 TABLE = "features_topic_daily"
 KEY_COLUMNS = ("date", "user_id", "topic_id")
@@ -38,6 +38,9 @@ MIN_PART_DAYS = 7
 # Writing a part's rows costs about an eighth of computing them, and slows the part computed
 # alongside (bench/README.md); 8% more work per part measured as well as 0-12% (within noise).
 PART_GROWTH = 1.08
+# Reading the I_t context of a part (the user's daily counts of the 27 days before it) costs about
+# this share of computing those days' features: it reads their JSON too (bench/README.md).
+CONTEXT_COST = 0.6
 # Memory for one part's sorts and hashes (the per-day sorts need little; the I_t window more).
 PART_WORK_MEM = "256MB"
 # Part tables are named features_topic_daily_part_<unix time>_<random>_<index>: a run drops its
@@ -69,41 +72,55 @@ def split_days(days: DayRange, parts: int, sessions: dict | None = None) -> list
     """`days` cut into at most `parts` consecutive ranges of whole days, none shorter than a week.
 
     The cuts balance the work: `sessions` per day (a missing day counts none; without it every
-    day counts the same). Each part gets PART_GROWTH more work than the one before: part k is
-    written while part k + 1 is still being computed, so part k + 1 may take as much longer as
-    writing part k takes.
+    day counts the same), the window's days and, for each part, the I_t context it reads before
+    its first day. Each part gets PART_GROWTH more work than the one before: part k is written
+    while part k + 1 is still being computed, so part k + 1 may take as much longer as writing
+    part k takes.
     """
     parts = max(1, min(parts, days.days // MIN_PART_DAYS))
-    load = [1 + (sessions or {}).get(days.first + timedelta(days=index), 0) for index in range(days.days)]
+    sessions = sessions or {}
+    load = lambda day: 1 + sessions.get(day, 0)  # noqa: E731
+    daily = [load(days.first + timedelta(days=index)) for index in range(days.days)]
+
+    def context(index: int) -> float:
+        """The work of reading the context of a part that starts on the window's day `index`."""
+        start = days.first + timedelta(days=index)
+        before = range(1, IMPROVEMENT_CONTEXT_DAYS + 1)
+        return CONTEXT_COST * sum(load(start - timedelta(days=back)) for back in before)
+
     weights = [PART_GROWTH**index for index in range(parts)]
-    ends, total, running, day = [], sum(load), 0, 0
+    mean_context = CONTEXT_COST * IMPROVEMENT_CONTEXT_DAYS * sum(daily) / len(daily)
+    total = sum(daily) + context(0) + (parts - 1) * mean_context
+    ends, start = [], 0
     for index in range(parts - 1):
-        target = total * sum(weights[: index + 1]) / sum(weights)
-        while day < days.days and running + load[day] / 2 < target:  # cut nearest to the target
-            running += load[day]
+        target = total * weights[index] / sum(weights)
+        work, day = context(start), start
+        while day < days.days and work + daily[day] / 2 < target:  # cut nearest to the target
+            work += daily[day]
             day += 1
         # At least a week per part, this one and every one still to come.
-        day = max(day, (ends[-1] if ends else 0) + MIN_PART_DAYS)
+        day = max(day, start + MIN_PART_DAYS)
         day = min(day, days.days - (parts - 1 - index) * MIN_PART_DAYS)
-        running = sum(load[:day])
         ends.append(day)
+        start = day
     ends.append(days.days)
     starts = [0, *ends[:-1]]
     return [DayRange(days.first + timedelta(days=a), days.first + timedelta(days=b)) for a, b in zip(starts, ends)]
 
 
 def sessions_per_day(connection: Connection, days: DayRange) -> dict:
-    """Roughly how many results each day of `days` holds, from a 1% sample of exam_results' pages
-    (a few milliseconds; an exact count reads every result). Enough to balance parts; a table
-    too small to sample gives no counts, and days then count the same."""
+    """Roughly how many results each day of `days` and of the I_t context before it holds, from a
+    1% sample of exam_results' pages (a few milliseconds; an exact count reads every result).
+    Enough to balance parts; a table too small to sample gives no counts, and days then count
+    the same."""
     rows = connection.execute(
         sa.text(
             "SELECT (coalesce(updated_at, created_at) AT TIME ZONE 'UTC')::date AS day, count(*) AS sessions "
             "FROM exam_results TABLESAMPLE SYSTEM (1) REPEATABLE (0) "
-            "WHERE coalesce(updated_at, created_at) >= :window_start "
+            "WHERE coalesce(updated_at, created_at) >= :context_start "
             "AND coalesce(updated_at, created_at) < :window_end GROUP BY 1"
         ),
-        days.bounds(),
+        {**days.bounds(), "context_start": day_start(days.bounds()["context_day"])},
     )
     return {row.day: row.sessions for row in rows}
 
@@ -125,30 +142,32 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
         ranges = split_days(days, parts)
     run = f"{int(time.time())}_{uuid.uuid4().hex[:8]}"
     tables = [f"{PART_PREFIX}{run}_{index}" for index in range(len(ranges))]
+    keys_tables = [f"{table}_keys" for table in tables]
     alone = len(ranges) == 1
     deleted = written = unchanged = 0
-    issues = []
     try:
         drop_abandoned_parts(engine)
         with ThreadPoolExecutor(max_workers=len(ranges)) as pool, engine.begin() as connection:
             computing = [pool.submit(compute_part, engine, table, part, alone) for table, part in zip(tables, ranges)]
-            connection.execute(sa.text(
-                "CREATE TEMP TABLE window_pairs (user_id text, topic_id text, attempts bigint) ON COMMIT DROP"
-            ))
-            for index, (table, part, computed) in enumerate(zip(tables, ranges, computing)):
+            issues = [result_issues(connection, days)]  # from a partial index: milliseconds
+            summarising = []
+            for table, keys_table, part, computed in zip(tables, keys_tables, ranges, computing):
                 computed.result()
+                # The part's own connection summarises it while this one writes it.
+                summarising.append(pool.submit(summarise_part, engine, table, keys_table))
                 part_deleted, part_written, part_unchanged = write_part(connection, table, part)
                 deleted, written, unchanged = deleted + part_deleted, written + part_written, unchanged + part_unchanged
-                issues.append(element_issues(connection, table))
-                if index == 0:  # while the next part is computing
-                    issues.append(result_issues(connection, days))
+            issues += [summarised.result() for summarised in summarising]
+            window_keys = " UNION ALL ".join(f"SELECT * FROM {keys_table}" for keys_table in keys_tables)
             totals = connection.execute(sa.text(
-                "SELECT coalesce(sum(attempts), 0) AS attempts, count(DISTINCT user_id) AS users, "
-                "count(DISTINCT topic_id) AS topics FROM window_pairs"
+                # A user's row and a topic's row each hold the same attempts: count them once.
+                "SELECT coalesce(sum(attempts) FILTER (WHERE user_id IS NOT NULL), 0) AS attempts, "
+                "count(DISTINCT user_id) AS users, "
+                f"count(DISTINCT topic_id) AS topics FROM ({window_keys}) AS window_keys"
             )).one()
     finally:
         with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(tables)}"))
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(tables + keys_tables)}"))
     return FeaturesResult(
         days=days,
         parts=len(ranges),
@@ -198,12 +217,12 @@ def compute_part(engine: Engine, table: str, part: DayRange, alone: bool) -> Non
 
 
 def write_part(connection: Connection, table: str, part: DayRange) -> tuple[int, int, int]:
-    """Replace the part's days in features_topic_daily with the part's rows; note its (user,
-    topic) pairs in window_pairs for the run's totals. Returns (deleted, written, unchanged)."""
+    """Replace the part's days in features_topic_daily with the part's rows.
+    Returns (deleted, written, unchanged)."""
     staged = f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE {FEATURE_GROUPS}"
     # In date order: the rows reach the date-led primary key nearly in key order, which is
     # several times cheaper than inserting in any other order.
-    counts = replace_rows(
+    return replace_rows(
         connection,
         TABLE,
         staged,
@@ -213,10 +232,18 @@ def write_part(connection: Connection, table: str, part: DayRange) -> tuple[int,
         data_columns=DATA_COLUMNS,
         stamp_column="computed_at",
     )
-    connection.execute(sa.text(
-        f"INSERT INTO window_pairs SELECT user_id, topic_id, sum(attempts) FROM ({staged}) AS s GROUP BY 1, 2"
-    ))
-    return counts
+
+
+def summarise_part(engine: Engine, table: str, keys_table: str) -> InputIssues:
+    """The part's users and topics with their attempts, into `keys_table` (a row per user with
+    topic_id NULL, a row per topic with user_id NULL), for the run's totals; returns the part's
+    element findings."""
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            f"CREATE UNLOGGED TABLE {keys_table} AS SELECT user_id, topic_id, sum(attempts) AS attempts "
+            f"FROM {table} WHERE {FEATURE_GROUPS} GROUP BY GROUPING SETS ((user_id), (topic_id))"
+        ))
+        return element_issues(connection, table)
 
 
 def result_issues(connection: Connection, days: DayRange) -> InputIssues:

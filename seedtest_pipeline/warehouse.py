@@ -129,6 +129,15 @@ def replace_rows(
         sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock_key))"),
         {"lock_key": f"{table}:{window_condition}:{window}"},
     )
+    columns = ", ".join((*key_columns, *data_columns, stamp_column))
+    window_empty = not connection.execute(
+        sa.text(f"SELECT EXISTS (SELECT FROM {table} WHERE {window_condition})"), params
+    ).scalar()
+    if window_empty:  # a first backfill: nothing to compare with or to delete
+        inserted = connection.execute(
+            sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({staged_select}) AS s")
+        ).rowcount
+        return 0, inserted, 0
     keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
     same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
     # The keys whose row stays as it is, decided before anything changes: the delete and the
@@ -145,12 +154,11 @@ def replace_rows(
     ).rowcount
     connection.execute(sa.text("ANALYZE unchanged_keys"))  # temp tables have no statistics otherwise
     unchanged_key = " AND ".join(f"u.{c} = s.{c}" for c in key_columns)
-    # With nothing unchanged (a first backfill, or all rows changed) there is nothing to skip.
+    # With nothing unchanged (all rows changed) there is nothing to skip.
     kept = f"NOT EXISTS (SELECT 1 FROM unchanged_keys AS u WHERE {unchanged_key})" if unchanged else "true"
     deleted = connection.execute(
         sa.text(f"DELETE FROM {table} AS s WHERE {window_condition} AND {kept}"), params
     ).rowcount
-    columns = ", ".join((*key_columns, *data_columns, stamp_column))
     inserted = connection.execute(
         sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({staged_select}) AS s WHERE {kept}")
     ).rowcount

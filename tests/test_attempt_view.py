@@ -178,6 +178,27 @@ def test_each_malformed_kind_is_survived_and_counted(engine, kind):
     assert issues.samples[kind] == [bad["session_id"]]
 
 
+def test_whole_result_findings_of_a_window_are_found_through_the_partial_index(engine):
+    # The view's condition and the index's must stay the same: otherwise PostgreSQL cannot prove
+    # that the index holds every result with a finding, and reads all results of the window.
+    insert_results(engine, [
+        result(None, T0, [question(1)], session_id="s-nobody"),
+        result("u-1", T0, {"answers": []}, session_id="s-no-questions"),
+        result("u-2", T0, [question(2)]),
+    ])
+    query = (
+        "SELECT session_id, kind FROM attempt_result_issues "
+        "WHERE (completed_at AT TIME ZONE 'UTC')::date >= :first AND (completed_at AT TIME ZONE 'UTC')::date < :end"
+    )
+    window = {"first": T0.date(), "end": T0.date() + timedelta(days=1)}
+    with engine.begin() as connection:
+        connection.execute(sa.text("SET LOCAL enable_seqscan = off"))  # the tables are tiny here
+        plan = "\n".join(connection.scalars(sa.text(f"EXPLAIN {query}"), window))
+        found = sorted(tuple(row) for row in connection.execute(sa.text(query), window))
+    assert "exam_results_malformed_day_idx" in plan, plan
+    assert found == [("s-no-questions", "questions_missing"), ("s-nobody", "user_id_missing")]
+
+
 def test_identity_report_passes_on_clean_data_and_names_the_rule(engine):
     insert_results(engine, [result("u-1", T0, [question(1)]), result("U-1", T0, [question(2)])])
     with engine.connect() as connection:

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from factories import insert_results, question, result, utc
-from seedtest_pipeline.features import PART_GROWTH, split_days, write_features
+from seedtest_pipeline.features import CONTEXT_COST, PART_GROWTH, split_days, write_features
 from seedtest_pipeline.windows import DayRange
 
 FIRST = date(2026, 9, 1)
@@ -133,6 +133,15 @@ def test_single_run_range_equals_day_by_day_runs(engine, parts):
     outcome = write_features(engine, whole, parts=parts)
     assert outcome.parts == parts
     in_one_run = features(engine, whole)
+    # The run's totals, summed over its parts, count each attempt, user and topic of the features
+    # once (an attempt without a user is no feature).
+    with engine.connect() as connection:
+        totals = connection.execute(sa.text(
+            "SELECT count(*) AS attempts, count(DISTINCT student_id) AS users, "
+            "count(DISTINCT coalesce(topic_id, 'general')) AS topics FROM attempt "
+            "WHERE completed_at >= :window_start AND completed_at < :window_end AND student_id IS NOT NULL"
+        ), whole.bounds()).one()
+    assert (outcome.attempts, outcome.users, outcome.topics) == tuple(totals) and totals.attempts > 100
     with engine.begin() as connection:
         connection.execute(sa.text("TRUNCATE features_topic_daily"))
     for offset in range(DAYS):
@@ -255,7 +264,13 @@ def test_backfill_parts_cover_the_window_in_whole_weeks_at_least():
         assert [p.days for p in parts] == sorted(p.days for p in parts)
     year = DayRange(FIRST, FIRST + timedelta(days=365))
     first, second = split_days(year, 2)
-    assert second.days / first.days == pytest.approx(PART_GROWTH, abs=0.01)
+    # Each part's work: its days and, at CONTEXT_COST a day, the 27 days of I_t context before it.
+    context = CONTEXT_COST * 27
+    assert (second.days + context) / (first.days + context) == pytest.approx(PART_GROWTH, abs=0.01)
+    # A history that starts with the window: only the second part has a context to read.
+    history = {FIRST + timedelta(days=day): 100 for day in range(365)}
+    first, second = split_days(year, 2, history)
+    assert (second.days + context) / first.days == pytest.approx(PART_GROWTH, abs=0.01)
     # The cut follows the sessions: a busy first month puts it inside that month.
     busy_month = {FIRST + timedelta(days=day): (1000 if day < 30 else 10) for day in range(365)}
     first, second = split_days(year, 2, busy_month)

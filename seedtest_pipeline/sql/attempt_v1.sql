@@ -145,8 +145,10 @@ SELECT
 FROM attempt_elements e
 WHERE e.item_id IS NOT NULL;
 
--- Findings about a whole result (its questions, its user_id), read in one scan of exam_results;
--- only the few results with a finding go on to be split into one row per finding.
+-- Findings about a whole result (its questions, its user_id); only the few results with a finding
+-- go on to be split into one row per finding. The WHERE condition is also the condition of the
+-- partial index exam_results_malformed_day_idx (migration 0008), which finds those results by day
+-- without reading the others: change both together.
 CREATE OR REPLACE VIEW attempt_result_issues AS
 SELECT r.session_id, r.completed_at, finding.kind
 FROM (
