@@ -3,8 +3,8 @@
 A window is computed in parts, each into its own unlogged table, then one transaction replaces
 the window's rows with the parts' rows. A long window (a backfill) is cut into consecutive parts
 that separate connections compute at the same time, each a serial set-based pass over its days;
-the parts need no coordination: each day's I_t reads the 27 days before it through the query's
-own light context scan. The same pass keeps the findings of input the row rules could not read.
+the parts need no coordination: each part's I_t reads the 27 days before it through the query's
+own context scan (counts only, but still reading those days' JSON). The same pass keeps the findings of input the row rules could not read.
 The part tables are dropped when the run ends, whether it succeeded or not.
 """
 
@@ -113,6 +113,7 @@ def sessions_per_day(connection: Connection, days: DayRange) -> dict:
     1% sample of exam_results' pages (a few milliseconds; an exact count reads every result).
     Enough to balance parts; a table too small to sample gives no counts, and days then count
     the same."""
+    bounds = days.bounds()
     rows = connection.execute(
         sa.text(
             "SELECT (coalesce(updated_at, created_at) AT TIME ZONE 'UTC')::date AS day, count(*) AS sessions "
@@ -120,7 +121,7 @@ def sessions_per_day(connection: Connection, days: DayRange) -> dict:
             "WHERE coalesce(updated_at, created_at) >= :context_start "
             "AND coalesce(updated_at, created_at) < :window_end GROUP BY 1"
         ),
-        {**days.bounds(), "context_start": day_start(days.bounds()["context_day"])},
+        {"context_start": day_start(bounds["context_day"]), "window_end": bounds["window_end"]},
     )
     return {row.day: row.sessions for row in rows}
 

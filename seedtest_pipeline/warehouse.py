@@ -130,31 +130,28 @@ def replace_rows(
         {"lock_key": f"{table}:{window_condition}:{window}"},
     )
     columns = ", ".join((*key_columns, *data_columns, stamp_column))
+    unchanged = 0
     window_empty = not connection.execute(
         sa.text(f"SELECT EXISTS (SELECT FROM {table} WHERE {window_condition})"), params
     ).scalar()
-    if window_empty:  # a first backfill: nothing to compare with or to delete
-        inserted = connection.execute(
-            sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({staged_select}) AS s")
+    if not window_empty:  # else (a first backfill) there is nothing to compare with
+        keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
+        same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
+        # The keys whose row stays as it is, decided before anything changes: the delete and the
+        # insert below then never read the table they write (a plan reading the index it inserts
+        # into can slow down by orders of magnitude).
+        connection.execute(sa.text("DROP TABLE IF EXISTS pg_temp.unchanged_keys"))
+        unchanged = connection.execute(
+            sa.text(
+                f"CREATE TEMP TABLE unchanged_keys ON COMMIT DROP AS "
+                f"SELECT {', '.join(f's.{c}' for c in key_columns)} FROM ({staged_select}) AS s "
+                f"JOIN (SELECT * FROM {table} WHERE {window_condition}) AS t ON {keys} AND {same_data}"
+            ),
+            params,
         ).rowcount
-        return 0, inserted, 0
-    keys = " AND ".join(f"t.{c} = s.{c}" for c in key_columns)
-    same_data = " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in data_columns)
-    # The keys whose row stays as it is, decided before anything changes: the delete and the
-    # insert below then never read the table they write (a plan reading the index it inserts
-    # into can slow down by orders of magnitude).
-    connection.execute(sa.text("DROP TABLE IF EXISTS pg_temp.unchanged_keys"))
-    unchanged = connection.execute(
-        sa.text(
-            f"CREATE TEMP TABLE unchanged_keys ON COMMIT DROP AS "
-            f"SELECT {', '.join(f's.{c}' for c in key_columns)} FROM ({staged_select}) AS s "
-            f"JOIN (SELECT * FROM {table} WHERE {window_condition}) AS t ON {keys} AND {same_data}"
-        ),
-        params,
-    ).rowcount
-    connection.execute(sa.text("ANALYZE unchanged_keys"))  # temp tables have no statistics otherwise
+        connection.execute(sa.text("ANALYZE unchanged_keys"))  # temp tables have no statistics otherwise
     unchanged_key = " AND ".join(f"u.{c} = s.{c}" for c in key_columns)
-    # With nothing unchanged (all rows changed) there is nothing to skip.
+    # With nothing unchanged (a first backfill, or all rows changed) there is nothing to skip.
     kept = f"NOT EXISTS (SELECT 1 FROM unchanged_keys AS u WHERE {unchanged_key})" if unchanged else "true"
     deleted = connection.execute(
         sa.text(f"DELETE FROM {table} AS s WHERE {window_condition} AND {kept}"), params
@@ -162,5 +159,4 @@ def replace_rows(
     inserted = connection.execute(
         sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({staged_select}) AS s WHERE {kept}")
     ).rowcount
-    connection.execute(sa.text("DROP TABLE pg_temp.unchanged_keys"))
     return deleted, inserted, unchanged

@@ -2,8 +2,8 @@
 -- (attempt_elements), plus per group the findings of input those rules could not read, so one
 -- pass over the elements gives both. Groups of unreadable input only (attempts = 0, or no user_id)
 -- carry findings and are not features. improvement is the user's I_t as of each day, which needs
--- the user's daily counts of the 27 days before the window too: those come from a light scan of
--- that context only. An attempt is timed when response_time_ms > 0 (the view maps a missing
+-- the user's daily counts of the 27 days before the window too: those come from a scan of that
+-- context that only counts (it still reads those days' JSON: ~60% of computing them). An attempt is timed when response_time_ms > 0 (the view maps a missing
 -- time_spent_sec to 0).
 --
 -- Day by day (LATERAL): each day's results come from exam_results_completed_day_user_idx in
