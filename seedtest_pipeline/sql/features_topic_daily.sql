@@ -32,11 +32,11 @@ WITH topic_days AS MATERIALIZED (
     FROM (
       -- Every value is read here, below the sort, so the sort moves a few narrow columns instead
       -- of each element's JSON; OFFSET 0 keeps PostgreSQL from evaluating them above the sort
-      -- instead. The sort keys come first: a sort compares columns it finds without walking
-      -- past others. An element's findings are one value: its kinds, comma-separated, ':' and its
+      -- instead. The sort keys come first, the fixed-width one first of all: a sort reaches a
+      -- column directly only up to the first text column, and walks past text to reach others. An element's findings are one value: its kinds, comma-separated, ':' and its
       -- session id (no kind contains ',' or ':'); NULL for almost every element.
-      SELECT user_id COLLATE "C" AS user_id, coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
-             response_time_ms, completed_at, item_id IS NOT NULL AS kept, correct, hint_used,
+      SELECT response_time_ms, user_id COLLATE "C" AS user_id, coalesce(topic_id, 'general') COLLATE "C" AS topic_id,
+             completed_at, item_id IS NOT NULL AS kept, correct, hint_used,
              CASE WHEN element_finding IS NOT NULL OR time_spent_unreadable OR used_hints_unreadable
                   THEN concat_ws(',', element_finding,
                                  CASE WHEN time_spent_unreadable THEN 'time_spent_unreadable' END,
@@ -45,7 +45,7 @@ WITH topic_days AS MATERIALIZED (
              END AS finding
       FROM attempt_elements
       WHERE (completed_at AT TIME ZONE 'UTC')::date = day.date
-      ORDER BY 1  -- the index's order within the day: no sort
+      ORDER BY 2  -- the index's order within the day: no sort
       OFFSET 0
     ) AS e
     GROUP BY 1, 2
@@ -56,12 +56,18 @@ user_days AS (
   SELECT user_id, date, sum(attempts)::integer AS attempts, sum(correct)::integer AS correct
   FROM topic_days WHERE user_id IS NOT NULL AND attempts > 0 GROUP BY user_id, date
   UNION ALL
-  SELECT user_id COLLATE "C", (completed_at AT TIME ZONE 'UTC')::date, count(*)::integer,
-         count(*) FILTER (WHERE correct)::integer
-  FROM attempt_rows
-  WHERE (completed_at AT TIME ZONE 'UTC')::date >= :context_day
-    AND (completed_at AT TIME ZONE 'UTC')::date < :first_day AND user_id IS NOT NULL
-  GROUP BY 1, 2
+  -- The context day by day as well: each day's results arrive in user order and are counted as
+  -- they come (no hash table, no time zone conversion per element).
+  SELECT context.user_id, day.date, context.attempts, context.correct
+  FROM (SELECT d::date AS date FROM generate_series(CAST(:context_day AS date), CAST(:first_day AS date) - 1,
+                                                    interval '1 day') AS d) AS day
+  CROSS JOIN LATERAL (
+    SELECT user_id COLLATE "C" AS user_id, count(*)::integer AS attempts,
+           count(*) FILTER (WHERE correct)::integer AS correct
+    FROM attempt_rows
+    WHERE (completed_at AT TIME ZONE 'UTC')::date = day.date AND user_id IS NOT NULL
+    GROUP BY 1
+  ) AS context
 ),
 user_improvement AS (
   SELECT user_id, date,
