@@ -49,7 +49,7 @@ def features_topic_daily(
             "first_day": str(days.first),
             "end_day_exclusive": str(days.end),
             "days": dg.MetadataValue.int(days.days),
-            "parallel_parts": dg.MetadataValue.int(result.parts),
+            "parts": dg.MetadataValue.int(result.parts),
             "rows_written": dg.MetadataValue.int(result.rows_written),
             "rows_removed_or_changed": dg.MetadataValue.int(result.rows_deleted),
             "rows_unchanged": dg.MetadataValue.int(result.rows_unchanged),

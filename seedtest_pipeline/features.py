@@ -2,10 +2,13 @@
 
 A window is computed in parts, each into its own unlogged table, then one transaction replaces
 the window's rows with the parts' rows. A long window (a backfill) is cut into consecutive parts
-that separate connections compute at the same time, each a serial set-based pass over its days;
-the parts need no coordination: each part's I_t reads the 27 days before it through the query's
-own context scan (counts only, but still reading those days' JSON). The same pass keeps the findings of input the row rules could not read.
-The part tables are dropped when the run ends, whether it succeeded or not.
+that separate connections compute at the same time, each a serial set-based pass over its days.
+Each part's I_t needs the users' daily counts of the 27 days before it (its context): a part
+counts them from exam_results itself, except a part that its connection computes right after the
+part before it, which sums them from that part's rows. The writer writes the parts in date order,
+each as soon as it is ready; the last part is cut in two so that the writer writes most of it
+while its connection computes a short tail. The same pass keeps the findings of input the row
+rules could not read. The part tables are dropped when the run ends, whether it succeeded or not.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import re
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -35,11 +38,13 @@ DATA_COLUMNS = (
 COLUMNS = (*KEY_COLUMNS, *DATA_COLUMNS, "computed_at")
 # A part shorter than this is not worth its own connection.
 MIN_PART_DAYS = 7
-# Writing a part's rows costs about an eighth of computing them, and slows the part computed
-# alongside (bench/README.md); 8% more work per part measured as well as 0-12% (within noise).
-PART_GROWTH = 1.08
-# Reading the I_t context of a part (the user's daily counts of the 27 days before it) costs about
-# this share of computing those days' features: it reads their JSON too (bench/README.md).
+# Writing a part's rows costs about a tenth of computing them (bench/README.md). The writer writes
+# part k while part k + 1 is still being computed, so part k + 1 gets that much more work; the
+# last part's tail, computed while the writer writes the rest of that part, gets that share of it.
+WRITE_SHARE = 0.1
+PART_GROWTH = 1 + WRITE_SHARE
+# Reading the I_t context of a part from exam_results (the users' daily counts of the 27 days
+# before it) costs about this share of computing those days' features: it reads their JSON too.
 CONTEXT_COST = 0.6
 # Memory for one part's sorts and hashes (the per-day sorts need little; the I_t window more).
 PART_WORK_MEM = "256MB"
@@ -68,16 +73,34 @@ class FeaturesResult:
     issues: InputIssues
 
 
-def split_days(days: DayRange, parts: int, sessions: dict | None = None) -> list[DayRange]:
-    """`days` cut into at most `parts` consecutive ranges of whole days, none shorter than a week.
+@dataclass(frozen=True)
+class Part:
+    """Consecutive days of a window, computed on one connection into one table."""
+
+    days: DayRange
+    # Computed right after the part before it, on the same connection, and takes its I_t context
+    # from that part's rows instead of reading it from exam_results.
+    follows: bool = False
+
+
+def split_days(days: DayRange, connections: int, sessions: dict | None = None) -> list[Part]:
+    """`days` cut into consecutive parts of whole days, none shorter than a week, for at most
+    `connections` connections: one part each, and on the last connection a tail part after its
+    first (when that first part holds the tail's whole I_t context, 27 days).
 
     The cuts balance the work: `sessions` per day (a missing day counts none; without it every
-    day counts the same), the window's days and, for each part, the I_t context it reads before
-    its first day. Each part gets PART_GROWTH more work than the one before: part k is written
-    while part k + 1 is still being computed, so part k + 1 may take as much longer as writing
-    part k takes.
+    day counts the same), the window's days and, for each part that reads it from exam_results,
+    the I_t context before its first day. Each connection's part gets PART_GROWTH more work than
+    the one before (it is still being computed while the one before is written), and the tail
+    WRITE_SHARE of the part it follows (it is computed while that part is written), so the
+    writer is left with only the short tail to write once everything is computed.
     """
-    parts = max(1, min(parts, days.days // MIN_PART_DAYS))
+    connections = max(1, min(connections, days.days // MIN_PART_DAYS))
+    weights = [PART_GROWTH**index for index in range(connections)]
+    follows = [False] * connections
+    if days.days >= (connections - 1) * MIN_PART_DAYS + IMPROVEMENT_CONTEXT_DAYS + MIN_PART_DAYS:
+        weights.append(WRITE_SHARE * weights[-1])
+        follows.append(True)
     sessions = sessions or {}
     load = lambda day: 1 + sessions.get(day, 0)  # noqa: E731
     daily = [load(days.first + timedelta(days=index)) for index in range(days.days)]
@@ -88,24 +111,30 @@ def split_days(days: DayRange, parts: int, sessions: dict | None = None) -> list
         before = range(1, IMPROVEMENT_CONTEXT_DAYS + 1)
         return CONTEXT_COST * sum(load(start - timedelta(days=back)) for back in before)
 
-    weights = [PART_GROWTH**index for index in range(parts)]
     mean_context = CONTEXT_COST * IMPROVEMENT_CONTEXT_DAYS * sum(daily) / len(daily)
-    total = sum(daily) + context(0) + (parts - 1) * mean_context
+    total = sum(daily) + context(0) + (connections - 1) * mean_context
     ends, start = [], 0
-    for index in range(parts - 1):
+    for index in range(len(weights) - 1):
         target = total * weights[index] / sum(weights)
-        work, day = context(start), start
+        work, day = (0 if follows[index] else context(start)), start
         while day < days.days and work + daily[day] / 2 < target:  # cut nearest to the target
             work += daily[day]
             day += 1
         # At least a week per part, this one and every one still to come.
         day = max(day, start + MIN_PART_DAYS)
-        day = min(day, days.days - (parts - 1 - index) * MIN_PART_DAYS)
+        day = min(day, days.days - (len(weights) - 1 - index) * MIN_PART_DAYS)
         ends.append(day)
         start = day
     ends.append(days.days)
     starts = [0, *ends[:-1]]
-    return [DayRange(days.first + timedelta(days=a), days.first + timedelta(days=b)) for a, b in zip(starts, ends)]
+    parts = [
+        Part(DayRange(days.first + timedelta(days=a), days.first + timedelta(days=b)), follow)
+        for a, b, follow in zip(starts, ends, follows)
+    ]
+    if parts[-1].follows and parts[-2].days.days < IMPROVEMENT_CONTEXT_DAYS:
+        # The part before would not hold the tail's whole context: no tail, one part instead.
+        parts[-2:] = [Part(DayRange(parts[-2].days.first, days.end), parts[-2].follows)]
+    return parts
 
 
 def sessions_per_day(connection: Connection, days: DayRange) -> dict:
@@ -126,37 +155,46 @@ def sessions_per_day(connection: Connection, days: DayRange) -> dict:
     return {row.day: row.sessions for row in rows}
 
 
-def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> FeaturesResult:
+def write_features(engine: Engine, days: DayRange, connections: int | None = None) -> FeaturesResult:
     """Recompute the features of `days` and replace their rows atomically.
 
-    `parts`: how many connections compute the window (default backfill_connections(); a window
-    shorter than two weeks is one part). One more connection holds the write transaction: it
-    writes each part, in date order, as soon as it is computed, while later parts are still
-    being computed. A failure anywhere leaves the previous rows in place.
+    `connections`: how many connections compute the window at once (default
+    backfill_connections(); a window shorter than two weeks is one part). One more connection
+    holds the write transaction: it writes each part, in date order, as soon as it is computed,
+    while later parts are still being computed. A failure anywhere leaves the previous rows in
+    place.
     """
     started = time.perf_counter()
-    parts = parts if parts is not None else backfill_connections()
-    if days.days >= 2 * MIN_PART_DAYS and parts > 1:
+    connections = connections if connections is not None else backfill_connections()
+    if days.days >= 2 * MIN_PART_DAYS:
         with engine.connect() as connection:
-            ranges = split_days(days, parts, sessions_per_day(connection, days))
+            parts = split_days(days, connections, sessions_per_day(connection, days))
     else:
-        ranges = split_days(days, parts)
+        parts = split_days(days, connections)
     run = f"{int(time.time())}_{uuid.uuid4().hex[:8]}"
-    tables = [f"{PART_PREFIX}{run}_{index}" for index in range(len(ranges))]
+    tables = [f"{PART_PREFIX}{run}_{index}" for index in range(len(parts))]
     keys_tables = [f"{table}_keys" for table in tables]
-    alone = len(ranges) == 1
     deleted = written = unchanged = 0
     try:
         drop_abandoned_parts(engine)
-        with ThreadPoolExecutor(max_workers=len(ranges)) as pool, engine.begin() as connection:
-            computing = [pool.submit(compute_part, engine, table, part, alone) for table, part in zip(tables, ranges)]
+        # Threads, not connections: a part that follows another waits for it without a connection,
+        # and each part is summarised on a thread of its own while the writer writes it.
+        with ThreadPoolExecutor(max_workers=2 * len(parts)) as pool, engine.begin() as connection:
+            computing = []
+            for index, (table, part) in enumerate(zip(tables, parts)):
+                if part.follows:
+                    computing.append(pool.submit(
+                        compute_part, engine, table, part.days, context_table=tables[index - 1], after=computing[-1]
+                    ))
+                else:
+                    computing.append(pool.submit(compute_part, engine, table, part.days))
             issues = [result_issues(connection, days)]  # from a partial index: milliseconds
             summarising = []
-            for table, keys_table, part, computed in zip(tables, keys_tables, ranges, computing):
+            for table, keys_table, part, computed in zip(tables, keys_tables, parts, computing):
                 computed.result()
-                # The part's own connection summarises it while this one writes it.
+                # Another connection summarises the part while this one writes it.
                 summarising.append(pool.submit(summarise_part, engine, table, keys_table))
-                part_deleted, part_written, part_unchanged = write_part(connection, table, part)
+                part_deleted, part_written, part_unchanged = write_part(connection, table, part.days)
                 deleted, written, unchanged = deleted + part_deleted, written + part_written, unchanged + part_unchanged
             issues += [summarised.result() for summarised in summarising]
             window_keys = " UNION ALL ".join(f"SELECT * FROM {keys_table}" for keys_table in keys_tables)
@@ -171,7 +209,7 @@ def write_features(engine: Engine, days: DayRange, parts: int | None = None) -> 
             connection.execute(sa.text(f"DROP TABLE IF EXISTS {', '.join(tables + keys_tables)}"))
     return FeaturesResult(
         days=days,
-        parts=len(ranges),
+        parts=len(parts),
         rows_deleted=deleted,
         rows_written=written,
         rows_unchanged=unchanged,
@@ -202,16 +240,27 @@ def drop_abandoned_parts(engine: Engine) -> None:
                 connection.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 
 
-def compute_part(engine: Engine, table: str, part: DayRange, alone: bool) -> None:
-    """Compute one part of the window into its own unlogged `table` (with each group's findings)."""
+def compute_part(
+    engine: Engine, table: str, part: DayRange, context_table: str | None = None, after: Future | None = None
+) -> None:
+    """Compute one part of the window into its own unlogged `table` (with each group's findings).
+
+    Its I_t context comes from exam_results, or, with `context_table`, from the features of the
+    part computed just before (which must hold the 27 days before `part`): then the computation
+    waits for that part (`after`) first."""
+    if after is not None:
+        after.result()
+    if context_table is None:
+        context = sql_text("features_context")
+    else:
+        context = (f"SELECT user_id, date, sum(attempts)::integer AS attempts, sum(correct)::integer AS correct "
+                   f"FROM {context_table} WHERE date >= :context_day AND {FEATURE_GROUPS} GROUP BY user_id, date")
     with engine.begin() as connection:
-        if not alone:
-            # One connection per part is the parallelism: no parallel plan inside it.
-            connection.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
-            connection.execute(sa.text(f"SET LOCAL work_mem = '{PART_WORK_MEM}'"))
-        # UNLOGGED: scratch rows, rebuilt by re-running, so they need no WAL. CREATE TABLE AS may
-        # run in parallel where INSERT ... SELECT may not: a part alone (a daily partition) then
-        # reads its I_t context of 27 days with PostgreSQL's workers.
+        # One connection per part is the parallelism: no parallel plan inside it.
+        connection.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
+        connection.execute(sa.text(f"SET LOCAL work_mem = '{PART_WORK_MEM}'"))
+        connection.execute(sa.text(f"CREATE TEMP TABLE features_context ON COMMIT DROP AS {context}"), part.bounds())
+        # UNLOGGED: scratch rows, rebuilt by re-running, so they need no WAL.
         connection.execute(
             sa.text(f"CREATE UNLOGGED TABLE {table} AS {sql_text('features_topic_daily')}"), part.bounds()
         )

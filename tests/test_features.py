@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from factories import insert_results, question, result, utc
-from seedtest_pipeline.features import CONTEXT_COST, PART_GROWTH, split_days, write_features
+from seedtest_pipeline.features import CONTEXT_COST, PART_GROWTH, WRITE_SHARE, split_days, write_features
 from seedtest_pipeline.windows import DayRange
 
 FIRST = date(2026, 9, 1)
@@ -126,11 +126,13 @@ def test_features_equal_aggregating_the_view(engine):
                 assert row[column] == value, (key, column)
 
 
-@pytest.mark.parametrize("parts", [1, 3])
-def test_single_run_range_equals_day_by_day_runs(engine, parts):
+# One connection: a part and a tail whose I_t context is the part's rows. Three: three parts, each
+# reading its own context from exam_results.
+@pytest.mark.parametrize("connections, parts", [(1, 2), (3, 3)])
+def test_single_run_range_equals_day_by_day_runs(engine, connections, parts):
     insert_results(engine, random_results(seed=5, users=6))
     whole = DayRange(FIRST, FIRST + timedelta(days=DAYS))
-    outcome = write_features(engine, whole, parts=parts)
+    outcome = write_features(engine, whole, connections=connections)
     assert outcome.parts == parts
     in_one_run = features(engine, whole)
     # The run's totals, summed over its parts, count each attempt, user and topic of the features
@@ -186,8 +188,8 @@ def test_a_rerun_removes_rows_whose_source_is_gone_and_touches_no_other(engine):
     assert (again.rows_deleted, again.rows_written, again.rows_unchanged) == (1, 0, 1)
 
 
-@pytest.mark.parametrize("parts", [1, 2])
-def test_a_failure_mid_write_leaves_the_previous_rows(engine, parts):
+@pytest.mark.parametrize("connections", [1, 2])
+def test_a_failure_mid_write_leaves_the_previous_rows(engine, connections):
     insert_results(engine, random_results(seed=9, users=4))
     days = DayRange(FIRST, FIRST + timedelta(days=14))
     write_features(engine, days)
@@ -206,7 +208,7 @@ def test_a_failure_mid_write_leaves_the_previous_rows(engine, parts):
         """))
     try:
         with pytest.raises(sa.exc.DBAPIError, match="disk full"):
-            write_features(engine, days, parts=parts)
+            write_features(engine, days, connections=connections)
         assert features(engine, days) == before
         assert part_tables(engine) == []
     finally:
@@ -240,7 +242,7 @@ def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
         """))
     try:
         with pytest.raises(sa.exc.DBAPIError, match="part failed"):
-            write_features(engine, days, parts=3)
+            write_features(engine, days, connections=3)
         assert features(engine, days) == before
         assert part_tables(engine) == []  # the parts that succeeded were dropped too
     finally:
@@ -252,31 +254,40 @@ def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
 
 
 def test_backfill_parts_cover_the_window_in_whole_weeks_at_least():
-    whole = DayRange(FIRST, FIRST + timedelta(days=DAYS))
-    for days, count in ((DAYS, 3), (365, 2), (21, 3), (15, 2), (100, 8)):
+    for days, count in ((DAYS, 3), (365, 2), (21, 3), (15, 2), (100, 8), (33, 1), (34, 1), (60, 2)):
         window = DayRange(FIRST, FIRST + timedelta(days=days))
         parts = split_days(window, count)
-        assert 1 <= len(parts) <= count
-        assert parts[0].first == window.first and parts[-1].end == window.end
-        assert all(a.end == b.first for a, b in zip(parts, parts[1:]))
-        assert all(part.days >= 7 for part in parts)
+        ranges = [part.days for part in parts]
+        assert ranges[0].first == window.first and ranges[-1].end == window.end
+        assert all(a.end == b.first for a, b in zip(ranges, ranges[1:]))
+        assert all(part.days >= 7 for part in ranges)
+        # One part per connection, and at most one tail: it follows the last part, which holds
+        # the tail's whole I_t context.
+        follow = [part.follows for part in parts]
+        assert 1 <= follow.count(False) <= count and follow.count(True) <= 1 and not follow[0]
+        if follow[-1]:
+            assert ranges[-2].days >= 27
         # Later parts are longer: each is computed while the one before it is written.
-        assert [p.days for p in parts] == sorted(p.days for p in parts)
+        heads = [part.days.days for part in parts if not part.follows]
+        assert heads == sorted(heads)
+    assert [part.follows for part in split_days(DayRange(FIRST, FIRST + timedelta(days=33)), 1)] == [False]
+    assert [part.follows for part in split_days(DayRange(FIRST, FIRST + timedelta(days=34)), 1)] == [False, True]
     year = DayRange(FIRST, FIRST + timedelta(days=365))
-    first, second = split_days(year, 2)
-    # Each part's work: its days and, at CONTEXT_COST a day, the 27 days of I_t context before it.
+    first, second, tail = (part.days.days for part in split_days(year, 2))
+    # Each part's work: its days and, at CONTEXT_COST a day, the 27 days of I_t context before it;
+    # a tail reads no context and gets WRITE_SHARE of the part before it.
     context = CONTEXT_COST * 27
-    assert (second.days + context) / (first.days + context) == pytest.approx(PART_GROWTH, abs=0.01)
+    assert (second + context) / (first + context) == pytest.approx(PART_GROWTH, abs=0.01)
+    assert tail / (second + context) == pytest.approx(WRITE_SHARE, abs=0.01)
     # A history that starts with the window: only the second part has a context to read.
     history = {FIRST + timedelta(days=day): 100 for day in range(365)}
-    first, second = split_days(year, 2, history)
-    assert (second.days + context) / first.days == pytest.approx(PART_GROWTH, abs=0.01)
+    first, second, tail = (part.days.days for part in split_days(year, 2, history))
+    assert (second + context) / first == pytest.approx(PART_GROWTH, abs=0.01)
     # The cut follows the sessions: a busy first month puts it inside that month.
     busy_month = {FIRST + timedelta(days=day): (1000 if day < 30 else 10) for day in range(365)}
-    first, second = split_days(year, 2, busy_month)
+    first, second = (part.days for part in split_days(year, 2, busy_month)[:2])
     assert 7 <= first.days < 30 and first.end == second.first
     assert len(split_days(DayRange(FIRST, FIRST + timedelta(days=13)), 4)) == 1  # too short to split
-    assert len(split_days(whole, 1)) == 1
 
 
 def test_window_rejections_are_counted_with_sample_sessions(engine):
@@ -324,7 +335,7 @@ def test_the_single_pass_counts_every_malformed_kind_like_the_view(engine):
     with engine.begin() as connection:
         synthetic.seed_exam_results(connection.connection.driver_connection, config)
     days = DayRange(date(2026, 9, 1), date(2026, 9, 22))
-    outcome = write_features(engine, days, parts=3)
+    outcome = write_features(engine, days, connections=3)
     with engine.connect() as connection:
         bounds = days.bounds()
         from_view = input_issues(connection, bounds["window_start"], bounds["window_end"])

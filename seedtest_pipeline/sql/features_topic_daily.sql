@@ -2,9 +2,11 @@
 -- (attempt_elements), plus per group the findings of input those rules could not read, so one
 -- pass over the elements gives both. Groups of unreadable input only (attempts = 0, or no user_id)
 -- carry findings and are not features. improvement is the user's I_t as of each day, which needs
--- the user's daily counts of the 27 days before the window too: those come from a scan of that
--- context that only counts (it still reads those days' JSON: ~60% of computing them). An attempt is timed when response_time_ms > 0 (the view maps a missing
--- time_spent_sec to 0).
+-- the user's daily counts of the 27 days before the window too: the caller puts them in the
+-- temporary table features_context (user_id, date, attempts, correct) first, either counted from
+-- exam_results (features_context.sql) or summed from the features of the part computed just
+-- before. An attempt is timed when response_time_ms > 0 (the view maps a missing time_spent_sec
+-- to 0).
 --
 -- Day by day (LATERAL): each day's results come from exam_results_completed_day_user_idx in
 -- user order and are grouped on their own, so a sort never holds more than a day, whatever the
@@ -56,18 +58,7 @@ user_days AS (
   SELECT user_id, date, sum(attempts)::integer AS attempts, sum(correct)::integer AS correct
   FROM topic_days WHERE user_id IS NOT NULL AND attempts > 0 GROUP BY user_id, date
   UNION ALL
-  -- The context day by day as well: each day's results arrive in user order and are counted as
-  -- they come (no hash table, no time zone conversion per element).
-  SELECT context.user_id, day.date, context.attempts, context.correct
-  FROM (SELECT d::date AS date FROM generate_series(CAST(:context_day AS date), CAST(:first_day AS date) - 1,
-                                                    interval '1 day') AS d) AS day
-  CROSS JOIN LATERAL (
-    SELECT user_id COLLATE "C" AS user_id, count(*)::integer AS attempts,
-           count(*) FILTER (WHERE correct)::integer AS correct
-    FROM attempt_rows
-    WHERE (completed_at AT TIME ZONE 'UTC')::date = day.date AND user_id IS NOT NULL
-    GROUP BY 1
-  ) AS context
+  SELECT user_id, date, attempts, correct FROM pg_temp.features_context
 ),
 user_improvement AS (
   SELECT user_id, date,
