@@ -70,7 +70,8 @@ SELECT
   v.element,
   v.item_id,
   coalesce(v.is_correct, v.correct, false) AS correct,
-  coalesce(round(v.seconds * 1000)::integer, 0) AS response_time_ms,
+  -- numeric to integer rounds half away from zero, as round() does, without round()'s copy.
+  coalesce((v.seconds * 1000)::integer, 0) AS response_time_ms,
   coalesce(v.hints > 0, false) AS hint_used,
   nullif(v.topic_text, '') AS topic_id,
   CASE
@@ -91,7 +92,7 @@ SELECT
 FROM exam_results r
 CROSS JOIN LATERAL (
   SELECT read.*,
-         CASE WHEN abs(read.any_seconds) < 2147483.6 THEN read.any_seconds END AS seconds,
+         CASE WHEN read.any_seconds > -2147483.6 AND read.any_seconds < 2147483.6 THEN read.any_seconds END AS seconds,
          -- "correct" is read only where is_correct is not readable (older clients send it).
          CASE WHEN read.is_correct IS NULL THEN seedtest_read_bool(read.correct_text) END AS correct
   FROM (
