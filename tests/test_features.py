@@ -223,7 +223,10 @@ def part_tables(engine) -> list[str]:
         ).all()
 
 
-def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
+# Three parts: the failing one is computed alongside the others. One connection: the failing part
+# is the one a tail follows, and the tail, waiting for it, fails with it.
+@pytest.mark.parametrize("connections", [3, 1])
+def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine, connections):
     insert_results(engine, random_results(seed=9, users=4))
     days = DayRange(FIRST, FIRST + timedelta(days=DAYS))
     write_features(engine, days)
@@ -242,7 +245,7 @@ def test_a_failing_part_of_a_backfill_leaves_the_previous_rows(engine):
         """))
     try:
         with pytest.raises(sa.exc.DBAPIError, match="part failed"):
-            write_features(engine, days, connections=3)
+            write_features(engine, days, connections=connections)
         assert features(engine, days) == before
         assert part_tables(engine) == []  # the parts that succeeded were dropped too
     finally:
