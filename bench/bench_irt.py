@@ -9,7 +9,8 @@ student answers `per_student` distinct random items.
    (ru_maxrss), which also holds the interpreter, the libraries and the simulated data.
 2. accuracy: RMSE(a), RMSE(b), corr(EAP θ, true θ), and for comparison the correlation that EAP
    reaches with the *true* item parameters (the most any calibration can give on that data);
-   iterations and the largest gradient component at the estimates.
+   E-steps and the largest gradient component at the estimates; the time of a fit that also
+   computes the items' standard errors (what a calibration run does).
 3. the whole `seedtest-pipeline irt fit` command on a CSV of the 50k set (process start to exit).
 
     .venv/bin/python bench/bench_irt.py
@@ -61,6 +62,12 @@ def measure(students: int, items: int, per_student: int) -> dict:
         calibration = irt.fit(responses)  # the fit ends with the EAP of every student
         timings.append(time.perf_counter() - started)
     peak_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with_errors = []  # what a calibration run pays: the fit plus the items' standard errors
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        irt.fit(responses, standard_errors=True)
+        with_errors.append(time.perf_counter() - started)
     tracemalloc.start()  # a separate, untimed run: what the fit itself allocates at its peak
     irt.fit(responses)
     fit_peak = tracemalloc.get_traced_memory()[1] / 2**20
@@ -71,9 +78,11 @@ def measure(students: int, items: int, per_student: int) -> dict:
         "responses": int(student.size),
         "seconds_median": statistics.median(timings),
         "seconds_all": [round(t, 3) for t in timings],
+        "seconds_with_se_median": statistics.median(with_errors),
         "peak_rss_growth_mb": peak_growth,
         "rss_with_data_mb": rss_before / 1024,
-        "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "process_peak_rss_mb": process_peak,
+        "process_peak_rss_with_se_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "fit_allocations_peak_mb": fit_peak,
         "iterations": report.iterations,
         "converged": report.converged,
@@ -111,7 +120,9 @@ def main() -> None:
               f"{f['seconds_median']:.2f}s (runs {f['seconds_all']}); the fit allocates at most "
               f"{f['fit_allocations_peak_mb']:.0f} MB (tracemalloc); whole process peak RSS "
               f"{f['process_peak_rss_mb']:.0f} MB including the simulated data")
-        print(f"    {f['iterations']} EM steps, converged={f['converged']}, max |gradient| {f['max_gradient']:.2e}; "
+        print(f"    with the items' standard errors (as a calibration run fits): {f['seconds_with_se_median']:.2f}s, "
+              f"process peak RSS {f['process_peak_rss_with_se_mb']:.0f} MB")
+        print(f"    {f['iterations']} E-steps, converged={f['converged']}, max |gradient| {f['max_gradient']:.2e}; "
               f"RMSE a {f['rmse_a']:.4f}, RMSE b {f['rmse_b']:.4f}, corr(EAP, θ) {f['corr_theta']:.4f} "
               f"(with the true items: {f['corr_theta_true_items']:.4f})")
 
