@@ -28,6 +28,27 @@ bench: install  ## benchmarks that print their figures (minutes; never part of `
 	$(BIN)/python bench/bench_seed.py
 	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_irt.py
+	$(BIN)/python bench/bench_reports.py setup
+	$(BIN)/python bench/bench_reports.py measure
 
 clean:  ## remove the embedded database and the local Dagster instance's files
 	rm -rf .seedtest
+
+# Hashed lockfiles for deploy/Dockerfile (and, later, `make install`). pip-tools runs from a
+# throwaway venv under build/, never from the project's: it is not a project dependency.
+# Resolved for Linux / CPython 3.11, like the image.
+LOCK_TOOLS := build/lock-tools
+PIP_COMPILE := $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+
+.PHONY: lock image-tag
+
+lock:  ## regenerate requirements*.lock from pyproject.toml (keeps existing pins unless they conflict)
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install --quiet pip-tools==7.6.2
+	$(PIP_COMPILE) --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) --extra test --output-file requirements-dev.lock pyproject.toml
+	$(PIP_COMPILE) --all-build-deps --only-build-deps --output-file requirements-build.lock pyproject.toml
+
+image-tag:  ## the image tag of the current commit: seedtest-pipeline:<version>-<git short sha>
+	@$(PYTHON) deploy/image_tag.py

@@ -2,19 +2,28 @@
 
 import dagster as dg
 
+from assets.metadata import row_counts, table_definition
 from resources.warehouse import WarehouseResource
-from seedtest_pipeline.features import preview, write_features
+from seedtest_pipeline.features import preview, table_rows, write_features
+from seedtest_pipeline.markdown import markdown_table
 from seedtest_pipeline.partitions import daily_partitions
 from seedtest_pipeline.windows import DayRange
 
 
-def markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "_no rows_"
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if r[h] is None else str(r[h]) for h in header) + " |" for r in rows]
-    return "\n".join(lines)
+COLUMNS = [
+    ("user_id", "text", "The platform's user id (one spelling per student, docs/decisions.md)."),
+    ("topic_id", "text", "The question's topic; 'general' when it has none that can be read."),
+    ("date", "date", "UTC calendar day of completed_at."),
+    ("attempts", "integer", "Answered questions."),
+    ("correct", "integer", "Of them, answered correctly."),
+    ("hints", "integer", "Of them, answered with a hint."),
+    ("avg_time_ms", "integer", "Mean response time of the timed answers (ms); null without timing."),
+    ("rt_median", "integer", "Median response time of the timed answers (ms); null without timing."),
+    ("rt_correct_median", "integer", "Median response time of the timed correct answers (ms)."),
+    ("improvement", "numeric", "The user's I_t as of that day (all topics), in [-1, 1]."),
+    ("last_seen_at", "timestamptz", "Latest completed_at of that user, topic and day."),
+    ("computed_at", "timestamptz", "When the row's values last changed (a re-run that changes nothing keeps it)."),
+]
 
 
 @dg.asset(
@@ -23,12 +32,17 @@ def markdown_table(rows: list[dict]) -> str:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="features",
     kinds={"postgres"},
+    owners=["team:data-platform"],
+    tags={"stage": "features"},
+    pool="features_topic_daily",
+    metadata=table_definition("features_topic_daily", COLUMNS),
     description="Attempts, accuracy, hints, response times and the user's I_t per user, topic and UTC day.",
     check_specs=[
         dg.AssetCheckSpec(
             "input_readable",
             asset="features_topic_daily",
-            description="Sessions of the window whose questions the row rules left out or could not read.",
+            description="What the row rules left out, could not read or found implausible in the window "
+            "(counts by kind, sample sessions).",
         )
     ],
 )
@@ -39,6 +53,7 @@ def features_topic_daily(
     result = write_features(warehouse.engine(), days)
     with warehouse.connect() as connection:
         sample = preview(connection, days)
+        table, partition = table_rows(connection, days)
     context.log.info(
         f"{days.first}..{days.end} ({days.days} days): {result.rows_written} rows written, "
         f"{result.rows_unchanged} unchanged, from "
@@ -46,6 +61,7 @@ def features_topic_daily(
     )
     return dg.MaterializeResult(
         metadata={
+            **row_counts(table, partition),
             "first_day": str(days.first),
             "end_day_exclusive": str(days.end),
             "days": dg.MetadataValue.int(days.days),

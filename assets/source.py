@@ -1,9 +1,9 @@
 """exam_results: the platform's table, observed (never written) by the pipeline."""
 
 import dagster as dg
-import sqlalchemy as sa
 
 from resources.warehouse import WarehouseResource
+from seedtest_pipeline.source import observe
 
 exam_results = dg.AssetSpec(
     "exam_results",
@@ -11,36 +11,31 @@ exam_results = dg.AssetSpec(
     "Observed every few minutes by the exam_results_observer sensor.",
     group_name="source",
     kinds={"postgres"},
+    owners=["team:platform"],
+    tags={"stage": "source"},
 )
 
 
-def observe_exam_results(warehouse: WarehouseResource) -> dg.AssetObservation:
-    """Size and freshness; the data version changes whenever rows arrive or change."""
+@dg.sensor(
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    asset_selection=[exam_results.key],  # the asset page lists this sensor as its automation
+    description="Records an observation of exam_results (size, freshness) when the table was written to.",
+)
+def exam_results_observer(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     with warehouse.connect() as connection:
-        row = connection.execute(
-            sa.text(
-                "SELECT count(*) AS sessions, max(coalesce(updated_at, created_at)) AS latest, "
-                "extract(epoch FROM now() - max(coalesce(updated_at, created_at))) AS lag_seconds "
-                "FROM exam_results"
-            )
-        ).one()
-    latest = row.latest.isoformat() if row.latest else "none"
-    return dg.AssetObservation(
+        seen = observe(connection)
+    if seen.version == context.cursor:
+        return dg.SkipReason(f"exam_results unchanged since the last observation ({seen.version})")
+    observation = dg.AssetObservation(
         asset_key=exam_results.key,
         metadata={
-            "sessions": dg.MetadataValue.int(row.sessions),
-            "latest_completed_at": latest,
-            "lag_hours": dg.MetadataValue.float(round(float(row.lag_seconds or 0) / 3600, 2)),
+            "sessions_estimate": dg.MetadataValue.int(seen.sessions_estimate),
+            "sessions_last_24h": dg.MetadataValue.int(seen.sessions_last_day),
+            "latest_completed_at": seen.latest_completed_at or "none",
+            "lag_hours": dg.MetadataValue.float(seen.lag_hours) if seen.lag_hours is not None else "none",
+            "sessions_dated_in_the_future": dg.MetadataValue.int(seen.sessions_in_future),
         },
-        tags={"dagster/data_version": f"{row.sessions}:{latest}"},
+        tags={"dagster/data_version": seen.version},
     )
-
-
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
-def exam_results_observer(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    """Records an observation of exam_results when its size or latest row changed."""
-    observation = observe_exam_results(warehouse)
-    version = observation.tags["dagster/data_version"]
-    if version == context.cursor:
-        return dg.SkipReason(f"exam_results unchanged ({version})")
-    return dg.SensorResult(asset_events=[observation], cursor=version)
+    return dg.SensorResult(asset_events=[observation], cursor=seen.version)

@@ -1,4 +1,4 @@
-"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui, irt)."""
+"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui, irt, report)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,21 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from datetime import date, datetime, timedelta, timezone
+
+import psycopg
+import sqlalchemy as sa
 
 from seedtest_pipeline import migrations, warehouse
 from seedtest_pipeline.irt_cli import add_irt_parser
+from seedtest_pipeline.report_cli import add_report_parser
 
 
 def cmd_db(args) -> int:
     from seedtest_pipeline.local import prepare_environment
 
-    embedded = prepare_environment()  # noqa: F841 (keeps the embedded server up while we work)
+    prepare_environment()
     engine = warehouse.make_engine(os.environ["DATABASE_URL"])
     if args.action == "upgrade":
         migrations.upgrade(engine, args.revision or "head")
@@ -25,7 +30,7 @@ def cmd_db(args) -> int:
             raise SystemExit("db downgrade needs a revision, e.g. 0002 or base")
         migrations.downgrade(engine, args.revision)
     elif args.action == "url":
-        print(os.environ["DATABASE_URL"])
+        print(warehouse.masked_url(os.environ["DATABASE_URL"]))
         return 0
     print(f"schema at revision {migrations.current_revision(engine)} (head {migrations.head_revision()})")
     return 0
@@ -36,7 +41,7 @@ def cmd_seed(args) -> int:
     from seedtest_pipeline.attempts import apply_schema
     from seedtest_pipeline.local import prepare_environment
 
-    embedded = prepare_environment()  # noqa: F841
+    prepare_environment()
     engine = warehouse.make_engine(os.environ["DATABASE_URL"])
     apply_schema(engine)
     end_date = args.end or datetime.now(timezone.utc).date() - timedelta(days=1)
@@ -61,11 +66,32 @@ def dagster_dev_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", host, "-p", str(port)]
 
 
+def cmd_pools(args) -> int:
+    from seedtest_pipeline.local import prepare_environment
+
+    prepare_environment()
+    created = create_pool_limits()
+    print(f"pools: {', '.join(created) or 'all had their limits already'}")
+    return 0
+
+
+def create_pool_limits() -> list[str]:
+    """Every pool's limit in the Dagster instance of $DAGSTER_HOME (seedtest_pipeline/pools.py)."""
+    from dagster import DagsterInstance
+
+    from seedtest_pipeline.definitions import defs
+    from seedtest_pipeline.pools import initialize_pools, project_pools
+
+    with DagsterInstance.get() as instance:
+        return initialize_pools(instance, project_pools(defs))
+
+
 def cmd_ui(args) -> int:
     from seedtest_pipeline.local import prepare_environment
 
-    embedded = prepare_environment()  # noqa: F841 (the server lives as long as this process)
+    prepare_environment()
     migrations.upgrade(warehouse.make_engine(os.environ["DATABASE_URL"]))
+    create_pool_limits()
     process = subprocess.Popen(dagster_dev_command(args.host, args.port))
     try:
         return process.wait()
@@ -98,18 +124,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--reseed", action="store_true", help="replace exam_results with fresh data")
     demo.set_defaults(func=cmd_demo)
 
+    pools = commands.add_parser("pools", help="create the limit of every Dagster pool (one step at a time)")
+    pools.set_defaults(func=cmd_pools)
+
     ui = commands.add_parser("ui", help="dagster dev (webserver + daemon) on the local instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
 
     add_irt_parser(commands)
+    add_report_parser(commands)
     return parser
 
 
+# Dagster marks some parameters the project relies on (single-run backfill policies, code
+# references) as beta; the notice says nothing a user of these commands can act on.
+QUIET_WARNINGS = (r".* is currently in (beta|preview)", r"XDG_RUNTIME_DIR is not set")
+
+
 def main(argv: list[str] | None = None) -> int:
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (sa.exc.OperationalError, sa.exc.ArgumentError, psycopg.OperationalError,
+            warehouse.NotPostgresUrl, migrations.MigrationRefused) as error:
+        # One line that says what is wrong, never a traceback, never the password.
+        url = os.environ.get("DATABASE_URL", "")
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        where = f" at {warehouse.masked_url(url)}" if url else ""
+        print(f"seedtest-pipeline {args.command}: the warehouse{where}: {warehouse.scrub(reason, url)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -19,12 +19,12 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from seedtest_pipeline.attempts import SAMPLE_SESSIONS, InputIssues
+from seedtest_pipeline.attempts import SAMPLE_SESSIONS, InputIssues, merge_issues
 from seedtest_pipeline.queries import sql_text
 from seedtest_pipeline.warehouse import replace_rows
 from seedtest_pipeline.windows import IMPROVEMENT_CONTEXT_DAYS, DayRange, day_start
@@ -332,16 +332,6 @@ def element_issues(connection: Connection, table: str) -> InputIssues:
     return InputIssues({row.kind: row.findings for row in rows}, {row.kind: list(row.samples) for row in rows})
 
 
-def merge_issues(parts) -> InputIssues:
-    counts: dict[str, int] = {}
-    samples: dict[str, list[str]] = {}
-    for part in parts:
-        for kind, count in part.counts.items():
-            counts[kind] = counts.get(kind, 0) + count
-            samples[kind] = sorted({*samples.get(kind, []), *part.samples[kind]})[:SAMPLE_SESSIONS]
-    return InputIssues(counts, samples)
-
-
 def preview(connection: Connection, days: DayRange, limit: int = 10) -> list[dict]:
     rows = connection.execute(
         sa.text(
@@ -361,3 +351,62 @@ def days_present(connection: Connection, days: DayRange) -> list:
         days.bounds(),
     )
     return [row.date for row in rows]
+
+
+def history_start(connection: Connection) -> date | None:
+    """The UTC day of the earliest session in exam_results (from the completed_at index)."""
+    first = connection.scalar(sa.text("SELECT min(coalesce(updated_at, created_at)) FROM exam_results"))
+    return None if first is None else first.astimezone(timezone.utc).date()
+
+
+def source_written_by_day(connection: Connection, days: DayRange) -> dict[date, datetime]:
+    """Per day of `days`: when a session of that day was last written (created or updated)."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT (coalesce(updated_at, created_at) AT TIME ZONE 'UTC')::date AS day, "
+            "max(greatest(created_at, updated_at)) AS written FROM exam_results "
+            "WHERE coalesce(updated_at, created_at) >= :window_start AND coalesce(updated_at, created_at) < :window_end "
+            "GROUP BY 1"
+        ),
+        days.bounds(),
+    )
+    return {row.day: row.written for row in rows}
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """Which days of a week's features cannot be trusted, and why."""
+
+    judged: list[date]
+    missing: list[date]  # never materialised
+    failed: list[date]  # the latest attempt failed
+    stale: list[date]  # sessions of the day were written after its latest materialisation
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.failed or self.stale)
+
+
+def judge_completeness(
+    days: list[date], first_day: date | None, materialized_at: dict[date, datetime], failed: set[date],
+    source_written: dict[date, datetime],
+) -> Completeness:
+    """Days before the first session of the history cannot have features and are not judged."""
+    judged = [day for day in days if first_day is not None and day >= first_day]
+    return Completeness(
+        judged=judged,
+        missing=[day for day in judged if day not in materialized_at and day not in failed],
+        failed=[day for day in judged if day in failed],
+        stale=[day for day in judged if day in materialized_at and day not in failed
+               and day in source_written and source_written[day] > materialized_at[day]],
+    )
+
+
+def table_rows(connection: Connection, days: DayRange) -> tuple[int, int]:
+    """Rows in features_topic_daily, and in `days`."""
+    row = connection.execute(
+        sa.text(f"SELECT count(*) AS total, count(*) FILTER (WHERE date >= :first_day AND date < :end_day) AS days "
+                f"FROM {TABLE}"),
+        days.bounds(),
+    ).one()
+    return row.total, row.days

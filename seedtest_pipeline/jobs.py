@@ -1,5 +1,8 @@
 """Jobs and schedules (UTC) that replace the CronJobs (SPEC §8).
 
+Schedules start running as soon as the code location loads, as the CronJobs they replace ran as
+soon as they were applied (RUNNING below); the UI can stop one, and the instance remembers that.
+
 Every job carries a `seedtest/work` tag; the run coordinator allows one run per tag value at a
 time (dagster.yaml, deploy/dagster.yaml), so two runs of the same work never overlap.
 """
@@ -33,8 +36,10 @@ irt_calibration_job = dg.define_asset_job(
 )
 
 # 01:15: yesterday's features (the job's partition for a daily schedule is the day that ended).
+RUNNING = dg.DefaultScheduleStatus.RUNNING
+
 features_schedule = dg.build_schedule_from_partitioned_job(
-    features_daily_job, hour_of_day=1, minute_of_hour=15, name="features_daily_0115"
+    features_daily_job, hour_of_day=1, minute_of_hour=15, name="features_daily_0115", default_status=RUNNING
 )
 
 
@@ -43,7 +48,8 @@ def week_of_yesterday(now: datetime) -> str:
     return iso_monday(now.astimezone(timezone.utc).date() - timedelta(days=1)).isoformat()
 
 
-@dg.schedule(cron_schedule="10 2 * * *", job=weekly_kpi_job, execution_timezone="UTC", name="weekly_kpi_0210")
+@dg.schedule(cron_schedule="10 2 * * *", job=weekly_kpi_job, execution_timezone="UTC", name="weekly_kpi_0210",
+             default_status=RUNNING)
 def weekly_kpi_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     partition_key = week_of_yesterday(context.scheduled_execution_time)
     return dg.RunRequest(run_key=f"weekly_kpi:{context.scheduled_execution_time:%Y-%m-%d}", partition_key=partition_key)
@@ -52,8 +58,25 @@ def weekly_kpi_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
 # 03:00: a new calibration over the lookback window ending now (after the day's KPIs, which read
 # the θ of the previous calibration).
 calibration_schedule = dg.ScheduleDefinition(
-    name="irt_calibration_0300", cron_schedule="0 3 * * *", job=irt_calibration_job, execution_timezone="UTC"
+    name="irt_calibration_0300", cron_schedule="0 3 * * *", job=irt_calibration_job, execution_timezone="UTC",
+    default_status=RUNNING,
 )
 
-jobs = [attempt_view_job, features_daily_job, weekly_kpi_job, irt_calibration_job]
-schedules = [features_schedule, weekly_kpi_schedule, calibration_schedule]
+weekly_reports_job = dg.define_asset_job(
+    "render_weekly_reports",
+    selection=dg.AssetSelection.assets("weekly_reports"),
+    tags={WORK_TAG: "weekly_reports"},
+)
+
+
+# Monday 04:00: the reports of the week that ended yesterday (after the 02:10 KPIs and the 03:00
+# calibration of that morning).
+@dg.schedule(cron_schedule="0 4 * * 1", job=weekly_reports_job, execution_timezone="UTC", name="weekly_reports_0400",
+             default_status=RUNNING)
+def weekly_reports_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    partition_key = week_of_yesterday(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=f"weekly_reports:{partition_key}", partition_key=partition_key)
+
+
+jobs = [attempt_view_job, features_daily_job, weekly_kpi_job, irt_calibration_job, weekly_reports_job]
+schedules = [features_schedule, weekly_kpi_schedule, calibration_schedule, weekly_reports_schedule]

@@ -13,19 +13,17 @@ from sqlalchemy import Connection
 from seedtest_pipeline.queries import sql_text
 from seedtest_pipeline.windows import day_start, week_as_of
 
-# The keys this writer owns in weekly_kpi.kpis; other writers' keys are never touched.
-KPI_KEYS = (
-    "as_of", "improvement", "efficiency", "recovery", "engagement", "goal_probability",
-    "churn_risk", "week_attempts", "week_correct", "week_active_days",
-)
-KPI_NAMES = {
-    "improvement": "Improvement I_t",
-    "efficiency": "Efficiency E_t",
-    "recovery": "Recovery R_t",
-    "engagement": "Engagement A_t",
-    "goal_probability": "Goal probability P",
-    "churn_risk": "Churn risk S",
+# The six KPIs under the keys the platform's readers use (SPEC §4), with their labels for people.
+KPI_LABELS = {
+    "I_t": "Improvement",
+    "E_t": "Efficiency",
+    "R_t": "Recovery",
+    "A_t": "Engagement",
+    "P": "Goal probability",
+    "S": "Churn risk",
 }
+# The keys this writer owns in weekly_kpi.kpis; other writers' keys are never touched.
+KPI_KEYS = ("as_of", *KPI_LABELS, "week_attempts", "week_correct", "week_active_days")
 READ_DAYS = 90  # users idle longer than this get no KPI row (SPEC §7 uses the same horizon)
 DEFAULT_GOAL_TARGET = 0.0
 
@@ -107,32 +105,70 @@ def write_weekly_kpi(
     )
 
 
-def read_week(connection: Connection, week_start: date, limit: int | None = None) -> list[dict]:
+def busiest_users(connection: Connection, week_start: date, limit: int = 8) -> list[dict]:
+    """The week's most active users with the six KPIs in the order I, E, R, A, P, S."""
     rows = connection.execute(
         sa.text(
             "SELECT user_id, kpis FROM weekly_kpi WHERE week_start = :week_start "
-            "ORDER BY user_id LIMIT :limit"
+            "ORDER BY (kpis ->> 'week_attempts')::int DESC NULLS LAST, user_id LIMIT :limit"
         ),
         {"week_start": week_start, "limit": limit},
     )
-    return [{"user_id": row.user_id, **row.kpis} for row in rows]
+    return [
+        {"user_id": row.user_id, "attempts": row.kpis.get("week_attempts"),
+         **{key: row.kpis.get(key) for key in KPI_LABELS}}
+        for row in rows
+    ]
+
+
+# Histogram bars, lowest to highest.
+BARS = "▁▂▃▄▅▆▇█"
+HISTOGRAM_BINS = 10
 
 
 def kpi_summary(connection: Connection, week_start: date) -> dict[str, dict]:
-    """Per KPI: how many users have a value, and its mean (for asset metadata)."""
+    """Per KPI: how many users have a value, its quantiles and mean, and a small histogram of its
+    range ([-1, 1] for I_t, [0, 1] for the others) as bars. One statement for all six KPIs."""
+    selects = []
+    for n, key in enumerate(KPI_LABELS):
+        value = f"CAST(kpis ->> '{key}' AS float8)"
+        low = -1.0 if key == "I_t" else 0.0
+        selects.append(
+            f"count({value}) AS n{n}, avg({value}) AS mean{n}, "
+            f"percentile_cont(ARRAY[0, 0.1, 0.25, 0.5, 0.75, 0.9, 1]) WITHIN GROUP (ORDER BY {value}) AS q{n}, "
+            f"(SELECT array_agg(coalesce(h.users, 0) ORDER BY b) FROM generate_series(1, {HISTOGRAM_BINS}) AS b "
+            f" LEFT JOIN (SELECT width_bucket(least({value}, 0.999999), {low}, 1, {HISTOGRAM_BINS}) AS bucket, "
+            f"  count(*) AS users FROM weekly_kpi WHERE week_start = :week_start AND {value} IS NOT NULL GROUP BY 1) AS h "
+            f" ON h.bucket = b) AS h{n}"
+        )
+    row = connection.execute(
+        sa.text(f"SELECT {', '.join(selects)} FROM weekly_kpi WHERE week_start = :week_start"),
+        {"week_start": week_start},
+    ).one()
     summary = {}
-    for key in KPI_NAMES:
-        row = connection.execute(
-            sa.text(
-                "SELECT count(*) FILTER (WHERE jsonb_typeof(kpis -> :key) = 'number') AS n, "
-                "avg(CAST(kpis ->> :key AS float8)) AS mean "
-                "FROM weekly_kpi WHERE week_start = :week_start"
-            ),
-            {"key": key, "week_start": week_start},
-        ).one()
-        summary[key] = {"users_with_value": row.n, "mean": None if row.mean is None else round(row.mean, 4)}
+    for n, key in enumerate(KPI_LABELS):
+        quantiles = getattr(row, f"q{n}") or [None] * 7
+        counts = getattr(row, f"h{n}")
+        top = max(counts) or 1
+        summary[key] = {
+            "users": getattr(row, f"n{n}"),
+            **{label: None if q is None else round(q, 3)
+               for label, q in zip(("min", "p10", "p25", "median", "p75", "p90", "max"), quantiles)},
+            "mean": None if getattr(row, f"mean{n}") is None else round(getattr(row, f"mean{n}"), 3),
+            "histogram": "".join(" " if c == 0 else BARS[round(c / top * (len(BARS) - 1))] for c in counts),
+        }
     return summary
 
 
 def to_json(value) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def table_rows(connection: Connection, first_week: date, end: date) -> tuple[int, int]:
+    """Rows in weekly_kpi, and in the weeks [first_week, end)."""
+    row = connection.execute(
+        sa.text("SELECT count(*) AS total, count(*) FILTER (WHERE week_start >= :first AND week_start < :end) AS weeks "
+                "FROM weekly_kpi"),
+        {"first": first_week, "end": end},
+    ).one()
+    return row.total, row.weeks

@@ -1,4 +1,4 @@
-"""The local environment: embedded PostgreSQL, the Dagster instance in this folder, and their variables."""
+"""The local environment: embedded PostgreSQL, the Dagster instance of this folder, and their variables."""
 
 from __future__ import annotations
 
@@ -16,34 +16,32 @@ def project_dir() -> Path:
     return here
 
 
-def prepare_environment() -> warehouse.EmbeddedServer | None:
-    """Set the variables the local instance and the warehouse resource read, in os.environ.
+def dagster_home(home: Path) -> Path:
+    """$SEEDTEST_HOME/dagster: the instance's home, whose dagster.yaml is a link to the project's.
+    Dagster keeps its local files there (compute logs, artifacts), not in the checkout."""
+    folder = home / "dagster"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "dagster.yaml"
+    target = project_dir() / "dagster.yaml"
+    if not (config.is_symlink() and config.resolve() == target.resolve()):
+        config.unlink(missing_ok=True)
+        config.symlink_to(target)
+    return folder
 
-    Without DATABASE_URL the embedded server is started (and kept running while this process
-    lives); with it, Dagster's storage goes to database "dagster" on the same server unless
-    SEEDTEST_DAGSTER_PG_URL names another.
+
+def prepare_environment() -> None:
+    """Set the variables the local instance and the warehouse resource read, in os.environ, so
+    that processes this one starts (dagster dev, run workers) find the same servers without
+    starting their own. Without DATABASE_URL the embedded server is started and kept running
+    while this process lives; with it, Dagster's storage goes to database "dagster" on the same
+    server unless SEEDTEST_DAGSTER_PG_URL names another.
     """
     home = warehouse.seedtest_home()
-    embedded = None
-    database_url = os.environ.get("DATABASE_URL", "").strip()
-    if database_url:
-        dagster_url = os.environ.get("SEEDTEST_DAGSTER_PG_URL") or warehouse.with_database(
-            database_url, warehouse.DAGSTER_DATABASE
-        )
-        warehouse.create_database_if_missing(database_url, warehouse.DAGSTER_DATABASE)
-    else:
-        embedded = warehouse.start_embedded(home)
-        database_url = embedded.database_url(warehouse.WAREHOUSE_DATABASE)
-        dagster_url = embedded.database_url(warehouse.DAGSTER_DATABASE)
     os.environ.update(
         {
             "SEEDTEST_HOME": str(home),
-            "DATABASE_URL": database_url,
-            # dagster-postgres needs psycopg2 (SQLAlchemy maps a bare URL to psycopg 3).
-            "SEEDTEST_DAGSTER_PG_URL": warehouse.with_driver(dagster_url, "psycopg2"),
-            "SEEDTEST_DAGSTER_STORAGE": str(home / "dagster" / "storage"),
-            "SEEDTEST_DAGSTER_LOGS": str(home / "dagster" / "logs"),
-            "DAGSTER_HOME": str(project_dir()),
+            "DATABASE_URL": warehouse.warehouse_url(),
+            "SEEDTEST_DAGSTER_PG_URL": warehouse.dagster_storage_url(),
+            "DAGSTER_HOME": str(dagster_home(home)),
         }
     )
-    return embedded

@@ -7,10 +7,9 @@ $SEEDTEST_HOME (default ./.seedtest), reused across runs. DATABASE_URL names any
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -23,18 +22,56 @@ def seedtest_home() -> Path:
     return Path(os.environ.get("SEEDTEST_HOME", ".seedtest")).resolve()
 
 
+class NotPostgresUrl(ValueError):
+    pass
+
+
 def with_driver(url: str, driver: str) -> str:
     """postgresql://... -> postgresql+DRIVER://... (SQLAlchemy picks psycopg 3 for a bare URL,
     which dagster-postgres cannot use; the project's own engine wants psycopg 3)."""
-    scheme, rest = url.split("://", 1)
-    if not scheme.startswith(("postgresql", "postgres")):
-        raise ValueError(f"not a PostgreSQL URL: {scheme}://...")
+    scheme, _, rest = url.partition("://")
+    if not rest or not scheme.startswith(("postgresql", "postgres")):
+        raise NotPostgresUrl(f"not a PostgreSQL URL ({scheme or url[:20]}...): expected postgresql://user:password@host:port/database")
     return f"postgresql+{driver}://{rest}"
 
 
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+MASK = "***"
+
+
+def masked_url(url: str) -> str:
+    """The URL as it may be shown (summaries, logs, metadata, errors): its password, in the user
+    part or as a `password` query parameter, replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+    query = urlencode(
+        [(key, MASK if key == "password" else value) for key, value in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="/*",
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password of a URL as it may appear in text: raw and percent-encoded."""
+    parts = urlsplit(url)
+    passwords = [parts.password] if parts.password else []
+    passwords += [value for key, value in parse_qsl(parts.query) if key == "password" and value]
+    found = {text for password in passwords for text in (password, unquote(password), quote(password, safe=""))}
+    return sorted(found, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (an error message, say) with the URL's password replaced by ***."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, MASK)
+    return text
 
 
 @dataclass(frozen=True)
@@ -77,15 +114,32 @@ def create_database_if_missing(admin_url: str, database: str) -> None:
 _embedded: EmbeddedServer | None = None
 
 
-def warehouse_url() -> str:
-    """DATABASE_URL when set; otherwise the embedded server's warehouse database."""
+def embedded_server() -> EmbeddedServer:
+    """The embedded server under $SEEDTEST_HOME, started once per process and kept while it lives."""
     global _embedded
-    configured = os.environ.get("DATABASE_URL", "").strip()
-    if configured:
-        return configured
     if _embedded is None:
         _embedded = start_embedded()
-    return _embedded.database_url(WAREHOUSE_DATABASE)
+    return _embedded
+
+
+def warehouse_url() -> str:
+    """DATABASE_URL when set; otherwise the embedded server's warehouse database."""
+    configured = os.environ.get("DATABASE_URL", "").strip()
+    return configured or embedded_server().database_url(WAREHOUSE_DATABASE)
+
+
+def dagster_storage_url() -> str:
+    """Where the local Dagster instance keeps runs, events and schedules: SEEDTEST_DAGSTER_PG_URL,
+    else database "dagster" on the server of DATABASE_URL, else on the embedded server. In the
+    psycopg2 form dagster-postgres needs (SQLAlchemy maps a bare URL to psycopg 3)."""
+    explicit = os.environ.get("SEEDTEST_DAGSTER_PG_URL", "").strip()
+    if explicit:
+        return explicit
+    configured = os.environ.get("DATABASE_URL", "").strip()
+    if configured:
+        create_database_if_missing(configured, DAGSTER_DATABASE)
+        return with_driver(with_database(configured, DAGSTER_DATABASE), "psycopg2")
+    return with_driver(embedded_server().database_url(DAGSTER_DATABASE), "psycopg2")
 
 
 # Sessions sort and hash hundreds of thousands of attempts per query; PostgreSQL's default 4MB
@@ -123,12 +177,10 @@ def replace_rows(
     Returns (rows deleted, rows inserted, rows unchanged); a changed row counts as deleted and
     inserted.
     """
-    # Two writers of the same window queue up instead of interleaving delete and insert.
-    window = [params[name] for name in re.findall(r":(\w+)", window_condition)]
-    connection.execute(
-        sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock_key))"),
-        {"lock_key": f"{table}:{window_condition}:{window}"},
-    )
+    # Writers of the table queue up until this transaction ends: two writers of overlapping
+    # windows would otherwise both insert the rows they share (a duplicate key for the loser),
+    # whatever launched them. The same transaction may take the lock again for its next part.
+    connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock_key))"), {"lock_key": f"write:{table}"})
     columns = ", ".join((*key_columns, *data_columns, stamp_column))
     unchanged = 0
     window_empty = not connection.execute(

@@ -172,7 +172,8 @@ def test_each_malformed_kind_is_survived_and_counted(engine, kind):
     assert len([r for r in attempts if r["session_id"] == good["session_id"]]) == 2
     with engine.connect() as connection:
         issues = input_issues(connection)
-        assert not any(null_counts(connection)[c] for c in null_counts(connection) if c != "rows")
+        nulls = null_counts(connection, T0 - timedelta(days=1), T0 + timedelta(days=1))
+        assert nulls.pop("rows") == len(attempts) and not any(nulls.values())
     findings = len(MALFORMED[kind]) if isinstance(MALFORMED[kind], list) else 1
     assert issues.counts == {kind: findings}
     assert issues.samples[kind] == [bad["session_id"]]
@@ -195,15 +196,27 @@ def test_whole_result_findings_of_a_window_are_found_through_the_partial_index(e
         connection.execute(sa.text("SET LOCAL enable_seqscan = off"))  # the tables are tiny here
         plan = "\n".join(connection.scalars(sa.text(f"EXPLAIN {query}"), window))
         found = sorted(tuple(row) for row in connection.execute(sa.text(query), window))
-    assert "exam_results_malformed_day_idx" in plan, plan
+    assert "exam_results_findings_day_idx" in plan, plan
     assert found == [("s-no-questions", "questions_missing"), ("s-nobody", "user_id_missing")]
 
 
-def test_identity_report_passes_on_clean_data_and_names_the_rule(engine):
-    insert_results(engine, [result("u-1", T0, [question(1)]), result("U-1", T0, [question(2)])])
+def test_identity_check_reads_the_catalog_and_reference_ids(engine):
     with engine.connect() as connection:
         report = identity_report(connection)
-    assert report.passed and report.users_checked == 2 and report.function_immutable
+    assert report.passed and report.function_immutable and report.views_use_function
+    assert report.reference_ids_checked >= 8 and report.reference_ids_differing == []
+
+
+def test_identity_check_fails_when_the_function_departs_from_the_rule(engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "CREATE OR REPLACE FUNCTION seedtest_student_id(user_id text) RETURNS uuid LANGUAGE sql IMMUTABLE "
+            "AS $$ SELECT md5(user_id)::uuid $$"  # forgets the uuid branch
+        ))
+        report = identity_report(connection)
+        connection.rollback()
+    assert not report.passed
+    assert "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11" in report.reference_ids_differing
 
 
 # jsonb cannot hold U+0000 and PostgreSQL rejects lone surrogates, so no stored result contains either.

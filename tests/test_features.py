@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import pytest
@@ -186,6 +188,29 @@ def test_a_rerun_removes_rows_whose_source_is_gone_and_touches_no_other(engine):
     again = write_features(engine, days)
     assert features(engine, days) == [kept]  # computed_at included
     assert (again.rows_deleted, again.rows_written, again.rows_unchanged) == (1, 0, 1)
+
+
+def test_overlapping_windows_written_at_once_queue_and_both_succeed(engine):
+    """Two runs over overlapping ranges at the same moment (issue 10: the loser failed on a
+    duplicate key): the second writer waits for the first's transaction, then replaces its window."""
+    insert_results(engine, random_results(seed=5, users=8))
+    first, second = DayRange(FIRST, FIRST + timedelta(days=20)), DayRange(FIRST + timedelta(days=10), FIRST + timedelta(days=30))
+    barrier = threading.Barrier(2)
+
+    def write(days):
+        barrier.wait()
+        return write_features(engine, days)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = [future.result() for future in [pool.submit(write, first), pool.submit(write, second)]]
+    both = DayRange(first.first, second.end)
+    at_once = features(engine, both)
+    with engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE features_topic_daily"))
+    write_features(engine, both)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "computed_at"} for r in rows]  # noqa: E731
+    assert all(outcome.rows_written > 0 for outcome in outcomes)
+    assert strip(at_once) == strip(features(engine, both))
 
 
 @pytest.mark.parametrize("connections", [1, 2])

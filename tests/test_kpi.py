@@ -56,14 +56,14 @@ def test_reference_goal_probability(engine):
 def test_reference_churn_risk_for_a_daily_user_with_12_sessions(engine):
     insert_results(engine, [result("daily", at(d), [question(d + 1)]) for d in range(12)])
     run_week(engine)
-    assert kpis_of(engine, "daily")["churn_risk"] <= 0.05
+    assert kpis_of(engine, "daily")["S"] <= 0.05
 
 
 def test_reference_churn_risk_for_a_user_silent_for_14_days_without_sessions_in_the_window(engine):
     # Last seen 60 days before as_of: inside the 90 days read, outside the 56-day window.
     insert_results(engine, [result("silent", at(60), [question(1)])])
     run_week(engine)
-    assert kpis_of(engine, "silent")["churn_risk"] >= 0.95
+    assert kpis_of(engine, "silent")["S"] >= 0.95
     assert sql_value(engine, "kpi_churn_risk(14, 0, NULL, 0)") >= 0.95
     assert sql_value(engine, "kpi_churn_risk(NULL, 0, NULL, 0)") is None
 
@@ -76,13 +76,13 @@ def test_improvement_matches_the_formula(engine):
     run_week(engine)
     p_r, p_p, n_r = 15 / 20, 3 / 10, 20
     expected = (p_r - p_p) * min(1, n_r / 30) * (1 - min(0.5, 1.96 * math.sqrt(p_r * (1 - p_r) / n_r)))
-    assert kpis_of(engine, "u")["improvement"] == pytest.approx(expected)
+    assert kpis_of(engine, "u")["I_t"] == pytest.approx(expected)
 
 
 def test_improvement_is_null_without_a_previous_window_and_clamped(engine):
     insert_results(engine, [result("new", at(1), [question(1)])])
     run_week(engine)
-    assert kpis_of(engine, "new")["improvement"] is None
+    assert kpis_of(engine, "new")["I_t"] is None
     assert sql_value(engine, "kpi_improvement(100, 100, 0, 100)") <= 1.0
 
 
@@ -92,13 +92,13 @@ def test_efficiency_compares_median_correct_times(engine):
                      + [question(20, correct=False, seconds=1)])]
     insert_results(engine, previous + recent)
     run_week(engine)
-    assert kpis_of(engine, "u")["efficiency"] == pytest.approx((50_000 - 30_000) / 50_000)
+    assert kpis_of(engine, "u")["E_t"] == pytest.approx((50_000 - 30_000) / 50_000)
 
 
 def test_efficiency_is_null_without_timed_correct_attempts_on_one_side(engine):
     insert_results(engine, [result("u", at(40), [question(1, seconds=None)]), result("u", at(2), [question(2, seconds=20)])])
     run_week(engine)
-    assert kpis_of(engine, "u")["efficiency"] is None
+    assert kpis_of(engine, "u")["E_t"] is None
 
 
 def test_recovery_counts_first_reattempts_of_earlier_errors(engine):
@@ -109,13 +109,13 @@ def test_recovery_counts_first_reattempts_of_earlier_errors(engine):
         result("u", at(5), [question(2, correct=True)]),  # a later success does not rescue item 2
     ])
     run_week(engine)
-    assert kpis_of(engine, "u")["recovery"] == pytest.approx(1 / 2)
+    assert kpis_of(engine, "u")["R_t"] == pytest.approx(1 / 2)
 
 
 def test_recovery_is_null_without_earlier_errors(engine):
     insert_results(engine, [result("u", at(35), [question(1)]), result("u", at(3), [question(1)])])
     run_week(engine)
-    assert kpis_of(engine, "u")["recovery"] is None
+    assert kpis_of(engine, "u")["R_t"] is None
 
 
 def test_engagement_terms(engine):
@@ -126,7 +126,7 @@ def test_engagement_terms(engine):
     ])
     run_week(engine)
     expected = 0.35 * (4 / 28) + 0.25 * (1 / 2) + 0.2 * (1 - (1 / 8) / 3) + 0.2 * (200 / 900)
-    assert kpis_of(engine, "u")["engagement"] == pytest.approx(expected)
+    assert kpis_of(engine, "u")["A_t"] == pytest.approx(expected)
 
 
 def test_engagement_counts_terms_without_data_as_half(engine):
@@ -134,7 +134,7 @@ def test_engagement_counts_terms_without_data_as_half(engine):
     run_week(engine)
     # one session, one active day (no gap), no timing: hints term has data (0 hints).
     expected = 0.35 * (1 / 28) + 0.25 * 0.5 + 0.2 * 1.0 + 0.2 * 0.5
-    assert kpis_of(engine, "u")["engagement"] == pytest.approx(expected)
+    assert kpis_of(engine, "u")["A_t"] == pytest.approx(expected)
 
 
 def test_goal_probability_uses_the_latest_theta_as_of_the_week(engine):
@@ -147,9 +147,9 @@ def test_goal_probability_uses_the_latest_theta_as_of_the_week(engine):
               ('u', 3.0, 0.2, '2PL', 't', 'online', :after)
         """), {"early": at(30), "inside": at(0, hour=23), "after": at(-1)})
     run_week(engine)
-    assert kpis_of(engine, "u")["goal_probability"] == pytest.approx(0.5)
+    assert kpis_of(engine, "u")["P"] == pytest.approx(0.5)
     run_week(engine, goal_target=1.0)
-    assert kpis_of(engine, "u")["goal_probability"] == pytest.approx(0.5 * math.erfc(1 / math.sqrt(2)))
+    assert kpis_of(engine, "u")["P"] == pytest.approx(0.5 * math.erfc(1 / math.sqrt(2)))
 
 
 def test_a_theta_describing_the_end_of_the_as_of_day_counts(engine):
@@ -161,7 +161,7 @@ def test_a_theta_describing_the_end_of_the_as_of_day_counts(engine):
             "VALUES ('u', 0.0, 1.0, '2PL', 't', 'calibration', :end), ('u', 2.0, 1.0, '2PL', 't', 'calibration', :later)"
         ), {"end": at(-1, hour=0), "later": at(-1, hour=0) + timedelta(microseconds=1)})
     run_week(engine)
-    assert kpis_of(engine, "u")["goal_probability"] == pytest.approx(0.5)
+    assert kpis_of(engine, "u")["P"] == pytest.approx(0.5)
 
 
 def test_merge_keeps_other_writers_keys_and_a_rerun_changes_nothing(engine):
@@ -169,7 +169,7 @@ def test_merge_keeps_other_writers_keys_and_a_rerun_changes_nothing(engine):
     with engine.begin() as connection:
         connection.execute(sa.text(
             "INSERT INTO weekly_kpi (user_id, week_start, kpis) VALUES ('u', :w, '{\"report_note\": \"kept\"}'), "
-            "('gone', :w, '{\"report_note\": \"x\", \"churn_risk\": 0.9, \"as_of\": \"2026-11-01\"}')"
+            "('gone', :w, '{\"report_note\": \"x\", \"S\": 0.9, \"as_of\": \"2026-11-01\"}')"
         ), {"w": WEEK})
     first = run_week(engine)
     with engine.connect() as connection:

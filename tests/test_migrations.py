@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -60,3 +61,56 @@ def test_downgrade_never_drops_the_platforms_exam_results(fresh_engine):
     migrations.downgrade(fresh_engine, "base")
     with fresh_engine.connect() as connection:
         assert connection.scalar(sa.text("SELECT count(*) FROM exam_results")) == 1
+
+
+def kpis_by_user(engine) -> dict:
+    with engine.connect() as connection:
+        return dict(connection.execute(sa.text("SELECT user_id, kpis FROM weekly_kpi")).all())
+
+
+def test_0009_moves_kpis_to_the_platforms_keys_and_back(fresh_engine):
+    migrations.upgrade(fresh_engine, "0008")
+    long_keys = {"as_of": "2026-11-22", "improvement": 0.1, "efficiency": None, "recovery": 0.5,
+                 "engagement": 0.7, "goal_probability": 0.4, "churn_risk": 0.2, "week_attempts": 9}
+    rows = {
+        "ours": long_keys,
+        "ours_and_theirs": {**long_keys, "P": 0.99, "note": "theirs"},  # P set by another writer
+        "theirs": {"improvement": "their own meaning", "note": "no as_of: not the KPI writer's row"},
+    }
+    with fresh_engine.begin() as connection:
+        for user_id, kpis in rows.items():
+            connection.execute(
+                sa.text("INSERT INTO weekly_kpi (user_id, week_start, kpis) VALUES (:u, '2026-11-16', CAST(:k AS jsonb))"),
+                {"u": user_id, "k": json.dumps(kpis)},
+            )
+    migrations.upgrade(fresh_engine, "0009")
+    moved = kpis_by_user(fresh_engine)
+    assert moved["ours"] == {"as_of": "2026-11-22", "I_t": 0.1, "E_t": None, "R_t": 0.5, "A_t": 0.7, "P": 0.4,
+                             "S": 0.2, "week_attempts": 9}
+    assert moved["ours_and_theirs"]["P"] == 0.99 and moved["ours_and_theirs"]["goal_probability"] == 0.4
+    assert moved["ours_and_theirs"]["I_t"] == 0.1 and moved["ours_and_theirs"]["note"] == "theirs"
+    assert moved["theirs"] == rows["theirs"]
+
+    migrations.downgrade(fresh_engine, "0008")
+    assert kpis_by_user(fresh_engine)["ours"] == long_keys
+    assert kpis_by_user(fresh_engine)["theirs"] == rows["theirs"]
+
+
+def test_downgrade_to_base_keeps_a_local_exam_results_that_holds_rows_and_says_why(fresh_engine):
+    migrations.upgrade(fresh_engine)
+    with fresh_engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO exam_results (session_id, result_json) VALUES ('s1', '{}')"))
+    with pytest.raises(migrations.MigrationRefused, match="exam_results holds 1 rows"):
+        migrations.downgrade(fresh_engine, "base")
+    # Refused as a whole: the schema and the rows are as they were.
+    assert migrations.current_revision(fresh_engine) == migrations.head_revision()
+    with fresh_engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM exam_results")) == 1
+
+
+def test_downgrade_to_base_leaves_no_table_of_the_pipeline_behind(fresh_engine):
+    migrations.upgrade(fresh_engine)
+    with fresh_engine.begin() as connection:  # what a killed features run leaves behind
+        connection.execute(sa.text("CREATE UNLOGGED TABLE features_topic_daily_part_1700000000_ab12cd34_0 (x int)"))
+    migrations.downgrade(fresh_engine, "base")
+    assert tables(fresh_engine) == {"alembic_version"} or tables(fresh_engine) == set()

@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).parent
@@ -23,9 +24,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(_config(connection), revision)
 
 
+class MigrationRefused(RuntimeError):
+    """A migration stopped on purpose (it would lose data); nothing was changed."""
+
+
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
-        command.downgrade(_config(connection), revision)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(_config(connection), revision)
+    except sa.exc.DBAPIError as error:
+        # RAISE EXCEPTION in a migration (SQLSTATE P0001): its message says why; the transaction
+        # rolled back, so the schema is as it was.
+        if getattr(error.orig, "sqlstate", None) == "P0001":
+            raise MigrationRefused(str(error.orig).splitlines()[0]) from None
+        raise
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -81,3 +81,13 @@ RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
               WHEN cardinality(sorted) > 0
               THEN (sorted[cardinality(sorted) / 2]::float8 + sorted[cardinality(sorted) / 2 + 1]) / 2 END
 $$;
+
+-- Concatenation of arrays, as an aggregate (features merge the groups of one student's several
+-- user_id spellings: their sorted response-time arrays and their findings).
+CREATE OR REPLACE AGGREGATE seedtest_concat(anycompatiblearray) (SFUNC = array_cat, STYPE = anycompatiblearray);
+
+-- An integer array in ascending order (for seedtest_sorted_median after a concatenation).
+CREATE OR REPLACE FUNCTION seedtest_sorted(values_ integer[])
+RETURNS integer[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT array_agg(v ORDER BY v) FROM unnest(values_) AS v
+$$;

@@ -1,4 +1,5 @@
--- The KPIs of one ISO week per user (SPEC §4), as the jsonb this writer owns in weekly_kpi.kpis.
+-- The KPIs of one ISO week per user (SPEC §4), as the jsonb this writer owns in weekly_kpi.kpis,
+-- under the keys the platform reads: I_t, E_t, R_t, A_t, P, S.
 -- Attempts are read through the attempt row rules from the 90 days ending at :as_of (users idle
 -- longer get no row, as in inactivity). age = days before as_of (0 = the as_of day).
 -- The week's activity summary is read from features_topic_daily.
@@ -67,16 +68,16 @@ latest_theta AS (
 SELECT u.user_id,
        jsonb_build_object(
          'as_of', CAST(:as_of AS date),
-         'improvement', kpi_improvement(u.correct_r14, u.attempts_r14, u.correct_p14, u.attempts_p14),
-         'efficiency', kpi_efficiency(u.median_correct_ms_p28, u.median_correct_ms_r28),
-         'recovery', kpi_recovery(r.recovered, r.reattempted),
-         'engagement', kpi_engagement(u.attempts_28, u.sessions_28,
-                                      u.span_days_28::float8 / nullif(u.active_days_28 - 1, 0),
-                                      u.hints_per_attempt_28, s.mean_session_seconds_28),
-         'goal_probability', kpi_goal_probability(t.theta, t.se, CAST(:goal_target AS float8)),
-         'churn_risk', kpi_churn_risk(u.days_since_last_activity, u.active_days_56,
-                                      u.span_days_56::float8 / nullif(u.active_days_56 - 1, 0),
-                                      u.sessions_56),
+         'I_t', kpi_improvement(u.correct_r14, u.attempts_r14, u.correct_p14, u.attempts_p14),
+         'E_t', kpi_efficiency(u.median_correct_ms_p28, u.median_correct_ms_r28),
+         'R_t', kpi_recovery(r.recovered, r.reattempted),
+         'A_t', kpi_engagement(u.attempts_28, u.sessions_28,
+                               u.span_days_28::float8 / nullif(u.active_days_28 - 1, 0),
+                               u.hints_per_attempt_28, s.mean_session_seconds_28),
+         'P', kpi_goal_probability(t.theta, t.se, CAST(:goal_target AS float8)),
+         'S', kpi_churn_risk(u.days_since_last_activity, u.active_days_56,
+                             u.span_days_56::float8 / nullif(u.active_days_56 - 1, 0),
+                             u.sessions_56),
          'week_attempts', coalesce(w.attempts, 0),
          'week_correct', coalesce(w.correct, 0),
          'week_active_days', coalesce(w.active_days, 0)

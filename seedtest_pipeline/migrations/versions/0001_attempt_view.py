@@ -66,15 +66,24 @@ def downgrade() -> None:
         "seedtest_read_bool(text)",
         "seedtest_read_int(text)",
         "seedtest_read_bigint(text)",
+        "seedtest_user_key(text)",
         "seedtest_student_id(text)",
     ):
         op.execute(f"DROP FUNCTION IF EXISTS {function}")
     op.execute("DROP INDEX IF EXISTS exam_results_completed_at_idx")
+    # The local exam_results is dropped only while it is empty: its rows are the platform's (or a
+    # seed's), never the pipeline's, and a downgrade must not lose them.
     op.execute(
         f"""
         DO $$
         BEGIN
           IF obj_description(to_regclass('exam_results'), 'pg_class') = '{LOCAL_TABLE_COMMENT}' THEN
+            IF EXISTS (SELECT FROM exam_results) THEN
+              RAISE EXCEPTION USING MESSAGE = 'exam_results holds ' || (SELECT count(*) FROM exam_results)
+                || ' rows that the pipeline did not write: the downgrade to base keeps them and stops '
+                || 'here (nothing was changed). Drop or empty exam_results yourself if they may go, '
+                || 'then downgrade again.';
+            END IF;
             DROP TABLE exam_results;
           END IF;
         END $$;

@@ -92,6 +92,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Part tables a killed features run left behind (features.PART_PREFIX) go with the table.
+    op.execute(
+        """
+        DO $$
+        DECLARE part regclass;
+        BEGIN
+          FOR part IN SELECT oid::regclass FROM pg_class
+                      WHERE relkind = 'r' AND starts_with(relname, 'features_topic_daily_part_')
+                        AND pg_table_is_visible(oid) LOOP
+            EXECUTE format('DROP TABLE %s', part);
+          END LOOP;
+        END $$;
+        """
+    )
     op.execute(
         """
         DROP TABLE report_artifacts;

@@ -30,5 +30,7 @@ def downgrade() -> None:
         DROP FUNCTION kpi_improvement(bigint, bigint, bigint, bigint);
         DROP FUNCTION kpi_clamp(float8, float8, float8);
         DROP FUNCTION seedtest_sorted_median(integer[]);
+        DROP FUNCTION IF EXISTS seedtest_sorted(integer[]);
+        DROP AGGREGATE IF EXISTS seedtest_concat(anycompatiblearray);
         """
     )

@@ -28,9 +28,14 @@ depends_on = None
 
 # On a large production exam_results, create these indexes by hand first with CREATE INDEX
 # CONCURRENTLY (same names): the migration then finds them and leaves them alone.
+# The index holds only user ids short enough to be keys (256 characters, docs/decisions.md): a
+# btree entry must fit in a third of a page, and an index on the raw text would make the
+# platform's own insert of a longer user_id fail. (Before revision 0010 this migration indexed the
+# raw text of every user_id; 0010 replaces that index where it was built.)
 DAY_USER_INDEX = (
-    "CREATE INDEX IF NOT EXISTS exam_results_completed_day_user_idx ON exam_results "
-    "(((coalesce(updated_at, created_at) AT TIME ZONE 'UTC')::date), user_id COLLATE \"C\")"
+    "CREATE INDEX IF NOT EXISTS exam_results_day_user_idx ON exam_results "
+    "(((coalesce(updated_at, created_at) AT TIME ZONE 'UTC')::date), user_id COLLATE \"C\") "
+    "WHERE user_id IS NULL OR length(user_id) <= 256"
 )
 # The condition is attempt_result_issues' own, so PostgreSQL proves that the index covers it.
 MALFORMED_INDEX = (
@@ -53,7 +58,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(DAY_INDEX)
-    op.execute("DROP INDEX IF EXISTS exam_results_completed_day_user_idx")
+    op.execute("DROP INDEX IF EXISTS exam_results_day_user_idx")
     op.execute("DROP INDEX IF EXISTS exam_results_malformed_day_idx")
     # kpi_clamp as 0003 created it.
     op.execute(
