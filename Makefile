@@ -6,11 +6,13 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test ui bench clean
 
-$(INSTALLED): pyproject.toml
+# The locked, hashed versions (the image's, plus the test tools and the build backend), then the
+# project itself without resolving anything again: two installs get the same bytes.
+$(INSTALLED): pyproject.toml requirements-dev.lock requirements-build.lock
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock -r requirements-build.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -30,11 +32,14 @@ bench: install  ## benchmarks that print their figures (minutes; never part of `
 	$(BIN)/python bench/bench_irt.py
 	$(BIN)/python bench/bench_reports.py setup
 	$(BIN)/python bench/bench_reports.py measure
+	$(BIN)/python bench/bench_online.py eap
+	$(BIN)/python bench/bench_online.py batch
+	$(BIN)/python bench/bench_online.py inactivity
 
 clean:  ## remove the embedded database and the local Dagster instance's files
 	rm -rf .seedtest
 
-# Hashed lockfiles for deploy/Dockerfile (and, later, `make install`). pip-tools runs from a
+# Hashed lockfiles for deploy/Dockerfile and `make install`. pip-tools runs from a
 # throwaway venv under build/, never from the project's: it is not a project dependency.
 # Resolved for Linux / CPython 3.11, like the image.
 LOCK_TOOLS := build/lock-tools

@@ -72,66 +72,69 @@ class AttemptChecksConfig(dg.Config):
     metadata=table_definition("attempt", [(name, type_, COLUMN_DESCRIPTIONS[name]) for name, type_ in V1_COLUMNS]),
     check_specs=[dg.AssetCheckSpec(name, asset="attempt", description=text) for name, text in CHECKS.items()],
 )
-def attempt(config: AttemptChecksConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    revision = apply_schema(warehouse.engine())
-    window_end = datetime.now(timezone.utc)
-    window_start = window_end - timedelta(days=config.check_days)
-    window = f"{window_start:%Y-%m-%d %H:%M} .. {window_end:%Y-%m-%d %H:%M} UTC ({config.check_days} days)"
-    with warehouse.connect() as connection:
-        columns = view_columns(connection)
-        identity = identity_report(connection)
-        spellings = spelling_collisions(connection, window_start, window_end)
-        nulls = null_counts(connection, window_start, window_end)
-        issues = merge_issues([input_issues(connection, window_start, window_end),
-                               sessions_in_the_future(connection, window_end)])
-    attempts = nulls.pop("rows")
-    return dg.MaterializeResult(
-        metadata={
-            "schema_revision": revision,
-            "check_window": window,
-            "attempts_in_check_window": dg.MetadataValue.int(attempts),
-            "malformed_findings": dg.MetadataValue.int(issues.total),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="v1_schema_locked",
-                passed=columns == list(V1_COLUMNS),
-                metadata={"found": str(columns)} if columns != list(V1_COLUMNS) else {},
-            ),
-            dg.AssetCheckResult(
-                check_name="student_id_deterministic",
-                passed=identity.passed,
-                metadata={
-                    "function_immutable": identity.function_immutable,
-                    "view_uses_function": identity.views_use_function,
-                    "reference_user_ids_checked": identity.reference_ids_checked,
-                    "reference_user_ids_differing": ", ".join(identity.reference_ids_differing) or "none",
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name="one_user_id_per_student",
-                passed=spellings.students == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "check_window": window,
-                    "students_with_several_spellings": dg.MetadataValue.int(spellings.students),
-                    "sample": dg.MetadataValue.md(markdown_table(spellings.sample, empty="_none_")),
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name="required_columns_not_null",
-                passed=not any(nulls.values()),
-                metadata={"check_window": window, **{column: dg.MetadataValue.int(n) for column, n in nulls.items()}},
-            ),
-            dg.AssetCheckResult(
-                check_name="malformed_input",
-                passed=issues.total == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "check_window": window,
-                    "findings": dg.MetadataValue.int(issues.total),
-                    "by_kind": dg.MetadataValue.md(issues.as_table()),
-                },
-            ),
-        ],
-    )
+def attempt(
+    context: dg.AssetExecutionContext, config: AttemptChecksConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    with warehouse.retried_when_unreachable(context):
+        revision = apply_schema(warehouse.engine())
+        window_end = datetime.now(timezone.utc)
+        window_start = window_end - timedelta(days=config.check_days)
+        window = f"{window_start:%Y-%m-%d %H:%M} .. {window_end:%Y-%m-%d %H:%M} UTC ({config.check_days} days)"
+        with warehouse.connect() as connection:
+            columns = view_columns(connection)
+            identity = identity_report(connection)
+            spellings = spelling_collisions(connection, window_start, window_end)
+            nulls = null_counts(connection, window_start, window_end)
+            issues = merge_issues([input_issues(connection, window_start, window_end),
+                                   sessions_in_the_future(connection, window_end)])
+        attempts = nulls.pop("rows")
+        return dg.MaterializeResult(
+            metadata={
+                "schema_revision": revision,
+                "check_window": window,
+                "attempts_in_check_window": dg.MetadataValue.int(attempts),
+                "malformed_findings": dg.MetadataValue.int(issues.total),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="v1_schema_locked",
+                    passed=columns == list(V1_COLUMNS),
+                    metadata={"found": str(columns)} if columns != list(V1_COLUMNS) else {},
+                ),
+                dg.AssetCheckResult(
+                    check_name="student_id_deterministic",
+                    passed=identity.passed,
+                    metadata={
+                        "function_immutable": identity.function_immutable,
+                        "view_uses_function": identity.views_use_function,
+                        "reference_user_ids_checked": identity.reference_ids_checked,
+                        "reference_user_ids_differing": ", ".join(identity.reference_ids_differing) or "none",
+                    },
+                ),
+                dg.AssetCheckResult(
+                    check_name="one_user_id_per_student",
+                    passed=spellings.students == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "check_window": window,
+                        "students_with_several_spellings": dg.MetadataValue.int(spellings.students),
+                        "sample": dg.MetadataValue.md(markdown_table(spellings.sample, empty="_none_")),
+                    },
+                ),
+                dg.AssetCheckResult(
+                    check_name="required_columns_not_null",
+                    passed=not any(nulls.values()),
+                    metadata={"check_window": window, **{column: dg.MetadataValue.int(n) for column, n in nulls.items()}},
+                ),
+                dg.AssetCheckResult(
+                    check_name="malformed_input",
+                    passed=issues.total == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "check_window": window,
+                        "findings": dg.MetadataValue.int(issues.total),
+                        "by_kind": dg.MetadataValue.md(issues.as_table()),
+                    },
+                ),
+            ],
+        )

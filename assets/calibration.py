@@ -122,61 +122,62 @@ def _spec(name: str) -> dg.AssetSpec:
     can_subset=True,
 )
 def irt_calibration(context: dg.AssetExecutionContext, config: CalibrationConfig, warehouse: WarehouseResource):
-    spec = CalibrationSpec(config.model, config.prior, config.lookback_days, config.first_attempts_only,
-                           config.min_item_responses, config.linking_method, config.reference_calibration_id or None)
-    window_end = (
-        datetime.fromisoformat(config.as_of).replace(tzinfo=timezone.utc) + timedelta(days=1)
-        if config.as_of else datetime.now(timezone.utc)
-    )
-    with warehouse.begin() as connection:
-        outcome = calibrate(connection, window_end, spec)
-    if outcome.calibration_id is None:
-        # Nothing is written, so nothing is materialised: the run succeeds and says why.
-        context.log.warning(outcome.reason)
-        return
-    with warehouse.connect() as connection:
-        rows = table_row_counts(connection)
-        history = calibration_history(connection, spec.model)
-    calibration, report, gate = outcome.calibration, outcome.calibration.report, outcome.gate
-    common = {
-        "calibration_id": outcome.calibration_id,
-        "window": f"{outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} UTC",
-    }
-    selected = {key.to_user_string() for key in context.selected_asset_keys}
-    results = [
-        dg.MaterializeResult(asset_key="mirt_fit_meta", metadata={
-            **common, **_linking_metadata(outcome), "model": report.model, "prior": report.prior,
-            "adequate_reference": dg.MetadataValue.bool(gate.adequate),
-            "iterations": dg.MetadataValue.int(report.iterations),
-            "loglik": dg.MetadataValue.float(report.loglik),
-            "max_gradient": dg.MetadataValue.float(report.max_gradient),
-            "converged": dg.MetadataValue.bool(report.converged),
-            "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
-            "responses": dg.MetadataValue.int(report.n_responses),
-            "calibration_history": dg.MetadataValue.md(_history_table(history)),
-            "scale_across_calibrations": dg.MetadataValue.md(_png(history_plot_png(history), "scale history")),
-            **row_counts(rows["mirt_fit_meta"]),
-        }),
-        dg.MaterializeResult(asset_key="mirt_item_params", metadata={
-            **common, "items": dg.MetadataValue.int(report.n_items),
-            "items_left_out": dg.MetadataValue.int(len(report.excluded_items)),
-            "negative_slopes": ", ".join(str(item) for item in report.negative_slope_items) or "none",
-            "most_extreme_items": dg.MetadataValue.md(markdown_table(item_preview(calibration.items, report.excluded_items))),
-            "information_and_curves": dg.MetadataValue.md(_png(information_plot_png(calibration.items), "test information")),
-            **row_counts(rows["mirt_item_params"]),
-        }),
-        dg.MaterializeResult(asset_key="mirt_ability", metadata={
-            **common, "students": dg.MetadataValue.int(report.n_students),
-            "theta_mean": dg.MetadataValue.float(float(calibration.abilities.theta.mean())),
-            "theta_sd": dg.MetadataValue.float(float(calibration.abilities.theta.std())),
-            "se_median": dg.MetadataValue.float(float(np.median(calibration.abilities.se))),
-            **row_counts(rows["mirt_ability"]),
-        }),
-    ]
-    results += _checks(outcome)
-    for result in results:
-        if result.asset_key.to_user_string() in selected:
-            yield result
+    with warehouse.retried_when_unreachable(context):
+        spec = CalibrationSpec(config.model, config.prior, config.lookback_days, config.first_attempts_only,
+                               config.min_item_responses, config.linking_method, config.reference_calibration_id or None)
+        window_end = (
+            datetime.fromisoformat(config.as_of).replace(tzinfo=timezone.utc) + timedelta(days=1)
+            if config.as_of else datetime.now(timezone.utc)
+        )
+        with warehouse.begin() as connection:
+            outcome = calibrate(connection, window_end, spec)
+        if outcome.calibration_id is None:
+            # Nothing is written, so nothing is materialised: the run succeeds and says why.
+            context.log.warning(outcome.reason)
+            return
+        with warehouse.connect() as connection:
+            rows = table_row_counts(connection)
+            history = calibration_history(connection, spec.model)
+        calibration, report, gate = outcome.calibration, outcome.calibration.report, outcome.gate
+        common = {
+            "calibration_id": outcome.calibration_id,
+            "window": f"{outcome.window_start:%Y-%m-%d %H:%M} .. {outcome.window_end:%Y-%m-%d %H:%M} UTC",
+        }
+        selected = {key.to_user_string() for key in context.selected_asset_keys}
+        results = [
+            dg.MaterializeResult(asset_key="mirt_fit_meta", metadata={
+                **common, **_linking_metadata(outcome), "model": report.model, "prior": report.prior,
+                "adequate_reference": dg.MetadataValue.bool(gate.adequate),
+                "iterations": dg.MetadataValue.int(report.iterations),
+                "loglik": dg.MetadataValue.float(report.loglik),
+                "max_gradient": dg.MetadataValue.float(report.max_gradient),
+                "converged": dg.MetadataValue.bool(report.converged),
+                "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
+                "responses": dg.MetadataValue.int(report.n_responses),
+                "calibration_history": dg.MetadataValue.md(_history_table(history)),
+                "scale_across_calibrations": dg.MetadataValue.md(_png(history_plot_png(history), "scale history")),
+                **row_counts(rows["mirt_fit_meta"]),
+            }),
+            dg.MaterializeResult(asset_key="mirt_item_params", metadata={
+                **common, "items": dg.MetadataValue.int(report.n_items),
+                "items_left_out": dg.MetadataValue.int(len(report.excluded_items)),
+                "negative_slopes": ", ".join(str(item) for item in report.negative_slope_items) or "none",
+                "most_extreme_items": dg.MetadataValue.md(markdown_table(item_preview(calibration.items, report.excluded_items))),
+                "information_and_curves": dg.MetadataValue.md(_png(information_plot_png(calibration.items), "test information")),
+                **row_counts(rows["mirt_item_params"]),
+            }),
+            dg.MaterializeResult(asset_key="mirt_ability", metadata={
+                **common, "students": dg.MetadataValue.int(report.n_students),
+                "theta_mean": dg.MetadataValue.float(float(calibration.abilities.theta.mean())),
+                "theta_sd": dg.MetadataValue.float(float(calibration.abilities.theta.std())),
+                "se_median": dg.MetadataValue.float(float(np.median(calibration.abilities.se))),
+                **row_counts(rows["mirt_ability"]),
+            }),
+        ]
+        results += _checks(outcome)
+        for result in results:
+            if result.asset_key.to_user_string() in selected:
+                yield result
 
 
 def _png(png: bytes, alt: str) -> str:

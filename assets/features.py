@@ -49,42 +49,43 @@ COLUMNS = [
 def features_topic_daily(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    days = DayRange.from_datetimes(*context.partition_time_window)
-    result = write_features(warehouse.engine(), days)
-    with warehouse.connect() as connection:
-        sample = preview(connection, days)
-        table, partition = table_rows(connection, days)
-    context.log.info(
-        f"{days.first}..{days.end} ({days.days} days): {result.rows_written} rows written, "
-        f"{result.rows_unchanged} unchanged, from "
-        f"{result.attempts} attempts in {result.seconds:.2f}s"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            **row_counts(table, partition),
-            "first_day": str(days.first),
-            "end_day_exclusive": str(days.end),
-            "days": dg.MetadataValue.int(days.days),
-            "parts": dg.MetadataValue.int(result.parts),
-            "rows_written": dg.MetadataValue.int(result.rows_written),
-            "rows_removed_or_changed": dg.MetadataValue.int(result.rows_deleted),
-            "rows_unchanged": dg.MetadataValue.int(result.rows_unchanged),
-            "attempts": dg.MetadataValue.int(result.attempts),
-            "users": dg.MetadataValue.int(result.users),
-            "topics": dg.MetadataValue.int(result.topics),
-            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            "attempts_per_second": dg.MetadataValue.int(round(result.attempts / max(result.seconds, 1e-9))),
-            "preview": dg.MetadataValue.md(markdown_table(sample)),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="input_readable",
-                passed=result.issues.total == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "findings": dg.MetadataValue.int(result.issues.total),
-                    "by_kind": dg.MetadataValue.md(result.issues.as_table()),
-                },
-            )
-        ],
-    )
+    with warehouse.retried_when_unreachable(context):
+        days = DayRange.from_datetimes(*context.partition_time_window)
+        result = write_features(warehouse.engine(), days)
+        with warehouse.connect() as connection:
+            sample = preview(connection, days)
+            table, partition = table_rows(connection, days)
+        context.log.info(
+            f"{days.first}..{days.end} ({days.days} days): {result.rows_written} rows written, "
+            f"{result.rows_unchanged} unchanged, from "
+            f"{result.attempts} attempts in {result.seconds:.2f}s"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **row_counts(table, partition),
+                "first_day": str(days.first),
+                "end_day_exclusive": str(days.end),
+                "days": dg.MetadataValue.int(days.days),
+                "parts": dg.MetadataValue.int(result.parts),
+                "rows_written": dg.MetadataValue.int(result.rows_written),
+                "rows_removed_or_changed": dg.MetadataValue.int(result.rows_deleted),
+                "rows_unchanged": dg.MetadataValue.int(result.rows_unchanged),
+                "attempts": dg.MetadataValue.int(result.attempts),
+                "users": dg.MetadataValue.int(result.users),
+                "topics": dg.MetadataValue.int(result.topics),
+                "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+                "attempts_per_second": dg.MetadataValue.int(round(result.attempts / max(result.seconds, 1e-9))),
+                "preview": dg.MetadataValue.md(markdown_table(sample)),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="input_readable",
+                    passed=result.issues.total == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "findings": dg.MetadataValue.int(result.issues.total),
+                        "by_kind": dg.MetadataValue.md(result.issues.as_table()),
+                    },
+                )
+            ],
+        )

@@ -64,62 +64,63 @@ class WeeklyKpiConfig(dg.Config):
 def weekly_kpi(
     context: dg.AssetExecutionContext, config: WeeklyKpiConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    weeks = DayRange.from_datetimes(*context.partition_time_window)
-    today = datetime.now(timezone.utc).date()
-    results = []
-    for offset in range(0, weeks.days, 7):
-        week_start = weeks.first + timedelta(days=offset)
-        with warehouse.begin() as connection:
-            result = write_weekly_kpi(connection, week_start, today, config.goal_target)
-        results.append(result)
-        context.log.info(
-            f"week {week_start} as of {result.as_of}: {result.users} users, {result.rows_inserted} new, "
-            f"{result.rows_updated} updated, {result.rows_unchanged} unchanged in {result.seconds:.2f}s"
-        )
-    last = results[-1]
-    days = [r.week_start + timedelta(days=d) for r in results for d in range((r.as_of - r.week_start).days + 1)]
-    with warehouse.connect() as connection:
-        summary = kpi_summary(connection, last.week_start)
-        busiest = busiest_users(connection, last.week_start)
-        table, partition = table_rows(connection, weeks.first, weeks.end)
-        completeness = judge_completeness(
-            days, history_start(connection), features_materialized_at(context.instance, days),
-            features_failed(context.instance, days), source_written_by_day(connection, DayRange(days[0], days[-1] + timedelta(days=1))),
-        )
-    rounded = lambda value: round(value, 3) if isinstance(value, float) else value  # noqa: E731
-    return dg.MaterializeResult(
-        metadata={
-            **row_counts(table, partition),
-            "weeks": dg.MetadataValue.int(len(results)),
-            "as_of": str(last.as_of),
-            "users": dg.MetadataValue.int(sum(r.users for r in results)),
-            "rows_inserted": dg.MetadataValue.int(sum(r.rows_inserted for r in results)),
-            "rows_updated": dg.MetadataValue.int(sum(r.rows_updated for r in results)),
-            "rows_unchanged": dg.MetadataValue.int(sum(r.rows_unchanged for r in results)),
-            "rows_retracted": dg.MetadataValue.int(sum(r.rows_retracted for r in results)),
-            "goal_target": dg.MetadataValue.float(config.goal_target),
-            "seconds": dg.MetadataValue.float(round(sum(r.seconds for r in results), 3)),
-            "kpi_distribution": dg.MetadataValue.md(
-                f"Week of {last.week_start}, as of {last.as_of}; histogram over [-1, 1] for I_t, [0, 1] for the others.\n\n"
-                + markdown_table([{"KPI": f"{KPI_LABELS[key]} ({key})", **values} for key, values in summary.items()])
-            ),
-            "busiest_users": dg.MetadataValue.md(
-                markdown_table([{key: rounded(value) for key, value in row.items()} for row in busiest])
-            ),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="daily_features_complete",
-                passed=completeness.complete,
-                metadata={
-                    "days_judged": ", ".join(map(str, completeness.judged)) or "none (before the first session)",
-                    "missing_days": ", ".join(map(str, completeness.missing)) or "none",
-                    "failed_days": ", ".join(map(str, completeness.failed)) or "none",
-                    "stale_days": ", ".join(map(str, completeness.stale)) or "none",
-                },
+    with warehouse.retried_when_unreachable(context):
+        weeks = DayRange.from_datetimes(*context.partition_time_window)
+        today = datetime.now(timezone.utc).date()
+        results = []
+        for offset in range(0, weeks.days, 7):
+            week_start = weeks.first + timedelta(days=offset)
+            with warehouse.begin() as connection:
+                result = write_weekly_kpi(connection, week_start, today, config.goal_target)
+            results.append(result)
+            context.log.info(
+                f"week {week_start} as of {result.as_of}: {result.users} users, {result.rows_inserted} new, "
+                f"{result.rows_updated} updated, {result.rows_unchanged} unchanged in {result.seconds:.2f}s"
             )
-        ],
-    )
+        last = results[-1]
+        days = [r.week_start + timedelta(days=d) for r in results for d in range((r.as_of - r.week_start).days + 1)]
+        with warehouse.connect() as connection:
+            summary = kpi_summary(connection, last.week_start)
+            busiest = busiest_users(connection, last.week_start)
+            table, partition = table_rows(connection, weeks.first, weeks.end)
+            completeness = judge_completeness(
+                days, history_start(connection), features_materialized_at(context.instance, days),
+                features_failed(context.instance, days), source_written_by_day(connection, DayRange(days[0], days[-1] + timedelta(days=1))),
+            )
+        rounded = lambda value: round(value, 3) if isinstance(value, float) else value  # noqa: E731
+        return dg.MaterializeResult(
+            metadata={
+                **row_counts(table, partition),
+                "weeks": dg.MetadataValue.int(len(results)),
+                "as_of": str(last.as_of),
+                "users": dg.MetadataValue.int(sum(r.users for r in results)),
+                "rows_inserted": dg.MetadataValue.int(sum(r.rows_inserted for r in results)),
+                "rows_updated": dg.MetadataValue.int(sum(r.rows_updated for r in results)),
+                "rows_unchanged": dg.MetadataValue.int(sum(r.rows_unchanged for r in results)),
+                "rows_retracted": dg.MetadataValue.int(sum(r.rows_retracted for r in results)),
+                "goal_target": dg.MetadataValue.float(config.goal_target),
+                "seconds": dg.MetadataValue.float(round(sum(r.seconds for r in results), 3)),
+                "kpi_distribution": dg.MetadataValue.md(
+                    f"Week of {last.week_start}, as of {last.as_of}; histogram over [-1, 1] for I_t, [0, 1] for the others.\n\n"
+                    + markdown_table([{"KPI": f"{KPI_LABELS[key]} ({key})", **values} for key, values in summary.items()])
+                ),
+                "busiest_users": dg.MetadataValue.md(
+                    markdown_table([{key: rounded(value) for key, value in row.items()} for row in busiest])
+                ),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="daily_features_complete",
+                    passed=completeness.complete,
+                    metadata={
+                        "days_judged": ", ".join(map(str, completeness.judged)) or "none (before the first session)",
+                        "missing_days": ", ".join(map(str, completeness.missing)) or "none",
+                        "failed_days": ", ".join(map(str, completeness.failed)) or "none",
+                        "stale_days": ", ".join(map(str, completeness.stale)) or "none",
+                    },
+                )
+            ],
+        )
 
 
 def features_materialized_at(instance: dg.DagsterInstance, days: list[date]) -> dict[date, datetime]:

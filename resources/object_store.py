@@ -33,8 +33,17 @@ class ObjectStoreResource(dg.ConfigurableResource):
     endpoint_url: str = Field("", description="S3-compatible server (MinIO, Ceph, ...); empty: "
                                               "$SEEDTEST_REPORTS_ENDPOINT_URL, then AWS_ENDPOINT_URL_S3 or AWS.")
     max_attempts: int = Field(5, description="Tries per upload, with botocore's exponential backoff and jitter.")
+    step_retries: int = Field(2, ge=0, description="Retries of a report step whose only failures were uploads the "
+                              "store may accept later (unreachable, 5xx, throttled), after botocore's own tries.")
+    step_retry_delay_seconds: float = Field(60.0, ge=0, description="Base of the exponential backoff between those "
+                                            "retries (full jitter).")
     local_dir: str = Field("", description="Local store folder; empty: $SEEDTEST_REPORTS_DIR, else "
                                            "$SEEDTEST_HOME/object-store (git-ignored .seedtest by default).")
+
+    def retry_policy(self) -> dg.RetryPolicy:
+        """How a step retries when the store was unreachable (seedtest_pipeline/reports: only then)."""
+        return dg.RetryPolicy(max_retries=self.step_retries, delay=self.step_retry_delay_seconds,
+                              backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)
 
     def setting(self, name: str) -> str:
         return getattr(self, name) or os.environ.get(ENVIRONMENT[name], "").strip()

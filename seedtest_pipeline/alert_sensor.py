@@ -18,14 +18,18 @@ from resources.alerts import WEBHOOK_URL_VARIABLE, AlertWebhookResource
 from seedtest_pipeline.alerts import RunFailure, failure_message, partition_label
 
 
+RETRY_WRAPPERS = ("RetryRequested", "RetryRequestedFromPolicy")
+
+
 def failure_error(context: dg.RunFailureSensorContext) -> str:
     """The first failed step's error ("step: Type: message"), else the run's own failure."""
     step_failures = context.get_step_failure_events()
     if step_failures:
         first = step_failures[0]
         error = first.step_failure_data.error
-        # Dagster wraps the asset's own exception ("Error occurred while executing op ..."): show it.
-        while error and error.cause and error.cls_name.startswith("Dagster"):
+        # Dagster wraps the asset's own exception ("Error occurred while executing op ...", or
+        # "Exceeded max_retries" after the retries of a lost connection): show that exception.
+        while error and error.cause and (error.cls_name.startswith("Dagster") or error.cls_name in RETRY_WRAPPERS):
             error = error.cause
         text = f"{first.step_key}: {error.message.strip()}" if error else first.message
         more = len(step_failures) - 1

@@ -7,15 +7,12 @@ Rocket.Chat and Discord's Slack-compatible endpoint accept as well.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from seedtest_pipeline.warehouse import scrub
 
 # One screen line or two of the error: the link leads to the whole traceback.
 ERROR_LIMIT = 300
-
-# scheme://user:password@host -> scheme://user:***@host (SQLAlchemy and libpq errors can quote a
-# connection URL; the alert goes to a chat channel).
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@")
 
 
 @dataclass(frozen=True)
@@ -39,13 +36,10 @@ def run_url(ui_base_url: str, run_id: str) -> str:
     return f"{ui_base_url.rstrip('/')}/runs/{run_id}"
 
 
-def mask_url_passwords(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\g<head>***@", text)
-
-
 def short_error(error: str, limit: int = ERROR_LIMIT) -> str:
-    """The error on one line, passwords in URLs masked, cut at `limit` characters."""
-    one_line = " ".join(mask_url_passwords(error).split())
+    """The error on one line, cut at `limit` characters, with passwords masked (SQLAlchemy and
+    libpq errors can quote a connection URL, and the alert goes to a chat channel)."""
+    one_line = " ".join(scrub(error).split())
     return one_line if len(one_line) <= limit else one_line[: limit - 1].rstrip() + "…"
 
 

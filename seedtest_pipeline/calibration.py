@@ -236,6 +236,38 @@ def reference_calibration(connection: Connection, spec: CalibrationSpec, as_of: 
     return Reference(calibration_id, choice, stored_items(connection, calibration_id, spec.model), population)
 
 
+@dataclass(frozen=True)
+class StoredCalibration:
+    """A stored calibration with its items: what scores students against it."""
+
+    calibration_id: str
+    model: str
+    version: str
+    fitted_at: str  # ISO text, as it left PostgreSQL
+    adequate: bool | None  # the quality gate's verdict; None for rows from before the gate
+    gate_reasons: tuple
+    items: irt.ItemParams
+
+
+def latest_calibration(connection: Connection, model: str) -> StoredCalibration | None:
+    """The current parameters of `model` (SPEC §3): the latest calibration's, whatever the quality
+    gate said of it (the verdict comes along); None before the first calibration."""
+    row = connection.execute(
+        sa.text(
+            "SELECT calibration_id, to_char(fitted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS fitted_at, "
+            "(metrics -> 'gate' ->> 'adequate')::boolean AS adequate, metrics -> 'gate' -> 'reasons' AS reasons, "
+            "(SELECT version FROM mirt_item_params i WHERE i.calibration_id = m.calibration_id LIMIT 1) AS version "
+            "FROM mirt_fit_meta m WHERE model = :model ORDER BY m.fitted_at DESC, metrics ->> 'run_at' DESC LIMIT 1"
+        ),
+        {"model": model},
+    ).first()
+    if row is None:
+        return None
+    calibration_id = str(row.calibration_id)
+    return StoredCalibration(calibration_id, model, row.version or "", row.fitted_at, row.adequate,
+                             tuple(row.reasons or ()), stored_items(connection, calibration_id, model))
+
+
 def stored_items(connection: Connection, calibration_id: str, model: str) -> irt.ItemParams:
     rows = connection.execute(
         sa.text("SELECT item_id, params FROM mirt_item_params WHERE calibration_id = CAST(:id AS uuid) ORDER BY item_id"),
@@ -391,17 +423,22 @@ def write_calibration(connection: Connection, outcome: CalibrationOutcome, spec:
         ],
     )
     # Abilities can be hundreds of thousands of rows: COPY.
-    _copy_abilities(connection, calibration_id, spec.model, version, fitted_at, abilities)
+    copy_abilities(connection, calibration_id, spec.model, version, fitted_at, abilities)
 
 
-def _copy_abilities(connection, calibration_id, model, version, fitted_at, abilities) -> None:
+def copy_abilities(connection, calibration_id, model, version, fitted_at, abilities, source="calibration") -> None:
+    """Append abilities to mirt_ability in one COPY. `fitted_at` is one instant for all rows, or a
+    sequence with one per student (the online update: each student's latest session). An se that
+    is not positive is written as unknown (NULL), never 0."""
+    per_student = isinstance(fitted_at, (list, tuple, np.ndarray))
+    instants = fitted_at if per_student else [fitted_at] * abilities.student_ids.size
     cursor = connection.connection.driver_connection.cursor()
     with cursor.copy(
         "COPY mirt_ability (user_id, theta, se, model, version, source, calibration_id, fitted_at) FROM STDIN"
     ) as copy:
-        for user, theta, se in zip(abilities.student_ids, abilities.theta, abilities.se):
+        for user, theta, se, at in zip(abilities.student_ids, abilities.theta, abilities.se, instants):
             copy.write_row((str(user), float(theta), float(se) if se > 0 else None, model, version,
-                            "calibration", calibration_id, fitted_at))
+                            source, calibration_id, at))
 
 
 def table_row_counts(connection: Connection) -> dict[str, int]:

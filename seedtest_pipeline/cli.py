@@ -1,4 +1,4 @@
-"""seedtest-pipeline: the one command-line entry point (db, seed, demo, ui, irt, report)."""
+"""seedtest-pipeline: the one command-line entry point (db, seed, demo, pools, check, ui, irt, report)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from seedtest_pipeline import migrations, warehouse
 from seedtest_pipeline.irt_cli import add_irt_parser
 from seedtest_pipeline.report_cli import add_report_parser
+from seedtest_pipeline.settings import SettingsError, load_settings
 
 
 def cmd_db(args) -> int:
@@ -86,19 +87,51 @@ def create_pool_limits() -> list[str]:
         return initialize_pools(instance, project_pools(defs))
 
 
+def missing_pool_limits_of_instance() -> dict[str, str]:
+    """Pools of the project whose limit in the instance of $DAGSTER_HOME is missing or wrong."""
+    from dagster import DagsterInstance
+
+    from seedtest_pipeline.definitions import defs
+    from seedtest_pipeline.pools import missing_pool_limits, project_pools
+
+    with DagsterInstance.get() as instance:
+        return missing_pool_limits(instance, project_pools(defs))
+
+
+def cmd_check(args) -> int:
+    from resources.object_store import ObjectStoreResource
+    from seedtest_pipeline.check import run_checks
+    from seedtest_pipeline.local import prepare_environment
+
+    try:
+        prepare_environment()
+    except (sa.exc.OperationalError, psycopg.OperationalError):
+        pass  # the server of DATABASE_URL is unreachable: the database check below says so
+    outcomes = run_checks(load_settings(), warehouse.warehouse_url(), ObjectStoreResource().store(),
+                          missing_pool_limits_of_instance)
+    for outcome in outcomes:
+        print(outcome.line())
+    failed = [outcome.check for outcome in outcomes if outcome.status == "FAIL"]
+    print(f"check: {len(failed)} of {len(outcomes)} failed ({', '.join(failed)})" if failed
+          else f"check: all {len(outcomes)} passed")
+    return 1 if failed else 0
+
+
 def cmd_ui(args) -> int:
     from seedtest_pipeline.local import prepare_environment
 
     prepare_environment()
     migrations.upgrade(warehouse.make_engine(os.environ["DATABASE_URL"]))
     create_pool_limits()
-    process = subprocess.Popen(dagster_dev_command(args.host, args.port))
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        # dagster dev shuts its webserver, daemon and code servers down on SIGINT to itself only.
-        process.send_signal(signal.SIGINT)
-        return process.wait()
+    # dagster dev shuts its webserver, daemon and code servers down on SIGINT to itself only. A
+    # process started in the background inherits an ignored SIGINT, so the child gets the default
+    # back, and Ctrl-C or a plain `kill` of this process is passed on to it as SIGINT.
+    process = subprocess.Popen(dagster_dev_command(args.host, args.port),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    stop = lambda *_: process.send_signal(signal.SIGINT)  # noqa: E731
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return process.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     pools = commands.add_parser("pools", help="create the limit of every Dagster pool (one step at a time)")
     pools.set_defaults(func=cmd_pools)
 
+    check = commands.add_parser(
+        "check", help="post-deploy smoke test: database, migrations, V1 lock, object store, webhook, pools")
+    check.set_defaults(func=cmd_check)
+
     ui = commands.add_parser("ui", help="dagster dev (webserver + daemon) on the local instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -146,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     args = build_parser().parse_args(argv)
+    try:
+        load_settings()
+    except SettingsError as error:
+        # Start-up stops before any work, one line per missing or malformed variable.
+        for problem in error.problems:
+            print(f"seedtest-pipeline {args.command}: {problem}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (sa.exc.OperationalError, sa.exc.ArgumentError, psycopg.OperationalError,

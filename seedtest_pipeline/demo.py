@@ -17,6 +17,7 @@ from seedtest_pipeline.calibration import DEFAULT_LOOKBACK_DAYS, calibration_his
 from seedtest_pipeline.kpi import KPI_LABELS
 from seedtest_pipeline.local import prepare_environment
 from seedtest_pipeline.hostile import insert_hostile_results
+from seedtest_pipeline.inactivity import DEFAULT_THRESHOLD_DAYS
 from seedtest_pipeline.local_launcher import PID_TAG
 from seedtest_pipeline.partitions import FIRST_DAY
 from seedtest_pipeline.pools import initialize_pools, project_pools
@@ -24,6 +25,7 @@ from seedtest_pipeline.windows import iso_monday
 
 SUMMARY_TABLES = (
     "exam_results", "features_topic_daily", "weekly_kpi", "mirt_fit_meta", "mirt_item_params", "mirt_ability",
+    "report_artifacts", "user_inactivity",
 )
 
 
@@ -133,6 +135,12 @@ def run_demo(students: int, weeks: int, reseed: bool) -> None:
     # The last full week's reports (PDF + HTML per student) into the local object store.
     seconds = runs.run("render_weekly_reports", partition=str(last_full_week))
     print(f"weekly_reports {last_full_week} (PDF + HTML per student): {seconds:.1f}s")
+    # Who is inactive on the last day (SPEC §7), as the 05:00 schedule leaves it.
+    seconds = runs.run("user_inactivity_daily", partition=str(end_day))
+    with engine.connect() as connection:
+        inactive = connection.scalar(sa.text("SELECT count(*) FROM user_inactivity WHERE day = :day"), {"day": end_day})
+    print(f"user_inactivity {end_day}: {inactive} users inactive (last activity more than "
+          f"{DEFAULT_THRESHOLD_DAYS} days before, within the last 90): {seconds:.1f}s")
     print_summary(engine, last_full_week)
     runs.report_checks()
 
@@ -175,7 +183,7 @@ def print_summary(engine, week: date) -> None:
         "\nwhere the results are:\n"
         f"  warehouse        {warehouse.masked_url(warehouse.warehouse_url())}\n"
         "  tables           features_topic_daily, weekly_kpi (kpis jsonb), mirt_fit_meta, mirt_item_params,\n"
-        "                   mirt_ability, view attempt\n"
+        "                   mirt_ability, report_artifacts, user_inactivity, view attempt\n"
         "  Dagster UI       make ui, then http://127.0.0.1:3000 (runs, asset checks, metadata)\n"
         f"  reports          {ObjectStoreResource().store().describe()}: reports/USER_ID/{week}/report.pdf|html\n"
         "                   (one row per file in report_artifacts; one student: seedtest-pipeline report USER_ID WEEK)\n"

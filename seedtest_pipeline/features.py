@@ -13,7 +13,6 @@ rules could not read. The part tables are dropped when the run ends, whether it 
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -24,6 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from seedtest_pipeline import settings
 from seedtest_pipeline.attempts import SAMPLE_SESSIONS, InputIssues, merge_issues
 from seedtest_pipeline.queries import sql_text
 from seedtest_pipeline.warehouse import replace_rows
@@ -55,8 +55,9 @@ ABANDONED_AFTER_SECONDS = 86_400
 
 
 def backfill_connections() -> int:
-    """How many connections compute a long window at once (the database server's cores)."""
-    return max(1, int(os.environ.get("SEEDTEST_BACKFILL_CONNECTIONS", "2")))
+    """How many connections compute a long window at once (the database server's cores;
+    SEEDTEST_BACKFILL_CONNECTIONS, validated by seedtest_pipeline.settings)."""
+    return settings.backfill_connections()
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,28 @@ class _Design:
         edges = np.linspace(0, n_students, THREADS + 1).astype(int)
         self.blocks = [(lo, hi, by_student[lo:hi]) for lo, hi in zip(edges, edges[1:]) if hi > lo]
 
+    @classmethod
+    def grouped(cls, answers_per_student: np.ndarray, column: np.ndarray, n_columns: int,
+                block_students: int | None = None) -> "_Design":
+        """From answers already in student order (student i has answers_per_student[i] of them):
+        the row layout is those arrays as they are, so building it needs no sort and no copy of
+        the answers (the general constructor's sort costs several times the EAP itself)."""
+        indptr = np.zeros(answers_per_student.size + 1, dtype=np.int64)
+        np.cumsum(answers_per_student, out=indptr[1:])
+        index_type = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
+        indptr, column = indptr.astype(index_type), column.astype(index_type, copy=False)
+        ones = np.ones(column.size, dtype=np.float32)
+        design = cls.__new__(cls)
+        n_students = answers_per_student.size
+        edges = (np.linspace(0, n_students, THREADS + 1).astype(int) if block_students is None
+                 else np.append(np.arange(0, n_students, block_students), n_students))
+        design.blocks = [
+            (lo, hi, sparse.csr_matrix((ones[indptr[lo]:indptr[hi]], column[indptr[lo]:indptr[hi]],
+                                        indptr[lo:hi + 1] - indptr[lo]), shape=(hi - lo, n_columns)))
+            for lo, hi in zip(edges, edges[1:]) if hi > lo
+        ]
+        return design
+
     def log_likelihood(self, table: np.ndarray) -> np.ndarray:
         """students x nodes: the sum of the table rows of each student's answers (rows walked in
         student order, the small table stays in cache)."""
@@ -742,18 +764,53 @@ def _eap_moments(posterior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def eap(responses: Responses, items: ItemParams) -> Abilities:
     """EAP θ and posterior SD from given item parameters. Responses to items without parameters are
-    skipped; a student left with no usable response gets no row."""
-    position = pd.Series(np.arange(items.item_ids.size), index=items.item_ids).reindex(
-        responses.item_ids).to_numpy()
-    usable = ~np.isnan(position[responses.item])
-    if not usable.any():
+    skipped; a student left with no usable response gets no row. Students come out in the order of
+    responses.student_ids."""
+    n_items = items.item_ids.size
+    position = pd.Series(np.arange(n_items), index=items.item_ids).reindex(responses.item_ids).to_numpy()
+    # Answers to items without parameters go to one extra, flat item (a = 0, d = 0, c = 0: P = 0.5
+    # at every node), which scales every node's likelihood alike and so leaves the posterior as it
+    # is: no answer has to be filtered out of the arrays.
+    unknown = np.isnan(position)
+    row = (2 * np.where(unknown, n_items, position)).astype(np.int32)[responses.item]
+    row += responses.correct
+    student = responses.student
+    if (student[1:] < student[:-1]).any():  # group the answers by student (usually they are)
+        order = np.argsort(student, kind="stable")
+        student, row = student[order], row[order]
+    answers = np.diff(np.searchsorted(student, np.arange(responses.student_ids.size + 1, dtype=student.dtype)))
+    usable = answers - np.bincount(student[row >= 2 * n_items], minlength=answers.size) if unknown.any() else answers
+    answered = np.flatnonzero(answers)
+    keep = usable[answered] > 0
+    if not keep.any():
         return Abilities(np.array([], dtype=object), np.array([]), np.array([]))
-    item = position[responses.item[usable]].astype(np.int32)
-    student_codes, student_ids = pd.factorize(responses.student_ids[responses.student[usable]], sort=True)
-    design = _Design(student_codes, 2 * item + responses.correct[usable], student_ids.size, 2 * items.item_ids.size)
-    posterior, _ = _posterior(design, items.a, items.intercepts(), items.c)
-    theta, se = _eap_moments(posterior)
-    return Abilities(np.asarray(student_ids), theta, se)
+    design = _Design.grouped(answers[answered], row, 2 * (n_items + 1), block_students=EAP_BLOCK_STUDENTS)
+    flat = np.zeros(1)
+    table = _answer_table(np.concatenate([items.a, flat]), np.concatenate([items.intercepts(), flat]),
+                          np.concatenate([items.c, flat])).astype(np.float32)
+    scored = list(_POOL.map(lambda block: _eap_block(block[2], table), design.blocks))
+    theta, se = np.concatenate([t for t, _ in scored]), np.concatenate([s for _, s in scored])
+    return Abilities(np.asarray(responses.student_ids)[answered[keep]], theta[keep], se[keep])
+
+
+# Students per block of the EAP: a block's nodes x students table (1 MB) stays in the CPU cache
+# through the whole chain of operations on it, and the blocks spread over the threads.
+EAP_BLOCK_STUDENTS = 8192
+_LOG_WEIGHTS_32 = LOG_WEIGHTS.astype(np.float32)[:, None]
+_MOMENT_NODES = np.stack([np.ones_like(NODES), NODES, NODES**2])
+
+
+def _eap_block(block: sparse.csr_matrix, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """θ and se of one block of students: their posterior over the nodes, nodes x students (the
+    max and the sums over nodes then run along contiguous rows: ~3x faster than across them)."""
+    joint = np.ascontiguousarray((block @ table).T)
+    joint += _LOG_WEIGHTS_32
+    joint -= joint.max(axis=0)
+    np.exp(joint, out=joint)
+    # The sums in float64: the variance is then exact for these float32 weights (no cancellation).
+    total, first, second = _MOMENT_NODES @ joint.astype(np.float64)
+    mean = first / total
+    return mean, np.sqrt(np.maximum(second / total - mean**2, 0.0))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
+from seedtest_pipeline.settings import Settings, load_settings
 from seedtest_pipeline.windows import iso_monday
 
 WORK_TAG = "seedtest/work"
@@ -62,10 +63,25 @@ calibration_schedule = dg.ScheduleDefinition(
     default_status=RUNNING,
 )
 
+
+def chunk_step_executor(settings: Settings) -> dg.ExecutorDefinition | None:
+    """How the reports' steps run: on Kubernetes (staging, prod) each step, one per chunk of
+    students, is a Kubernetes Job of its own with the resources of its `dagster-k8s/config` tag
+    (dagster-k8s's k8s_job_executor; the run Job's settings, sidecar included, carry over); the
+    pool `weekly_reports` sets how many run at once. Locally Dagster's default: in the run's
+    process (demo, tests), or a process per step (runs launched by `dagster dev`)."""
+    if not settings.deployed:
+        return None
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor
+
+
 weekly_reports_job = dg.define_asset_job(
     "render_weekly_reports",
     selection=dg.AssetSelection.assets("weekly_reports"),
     tags={WORK_TAG: "weekly_reports"},
+    executor_def=chunk_step_executor(load_settings()),
 )
 
 
@@ -78,5 +94,19 @@ def weekly_reports_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     return dg.RunRequest(run_key=f"weekly_reports:{partition_key}", partition_key=partition_key)
 
 
-jobs = [attempt_view_job, features_daily_job, weekly_kpi_job, irt_calibration_job, weekly_reports_job]
-schedules = [features_schedule, weekly_kpi_schedule, calibration_schedule, weekly_reports_schedule]
+user_inactivity_job = dg.define_asset_job(
+    "user_inactivity_daily",
+    selection=dg.AssetSelection.assets("user_inactivity"),
+    tags={WORK_TAG: "user_inactivity", "stage": "inactivity"},
+    owners=["team:data-platform"],
+)
+# 05:00: the inactivity of the day that just ended (SPEC §8), after the night's other work.
+inactivity_schedule = dg.build_schedule_from_partitioned_job(
+    user_inactivity_job, hour_of_day=5, minute_of_hour=0, name="user_inactivity_0500", default_status=RUNNING
+)
+
+
+jobs = [attempt_view_job, features_daily_job, weekly_kpi_job, irt_calibration_job, weekly_reports_job,
+        user_inactivity_job]
+schedules = [features_schedule, weekly_kpi_schedule, calibration_schedule, weekly_reports_schedule,
+             inactivity_schedule]

@@ -1,12 +1,12 @@
 """Partitions: UTC days for features, ISO weeks (Monday) for KPIs and reports."""
 
-import os
-
 import dagster as dg
+
+from seedtest_pipeline import settings
 
 # Backfills can reach back to this day; SEEDTEST_FIRST_DAY moves it (an ISO Monday keeps
 # the daily and weekly partitions aligned).
-FIRST_DAY = os.environ.get("SEEDTEST_FIRST_DAY", "2025-01-06")
+FIRST_DAY = settings.first_day().isoformat()
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC")
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 @dataclass(frozen=True)
 class SourceObservation:
-    sessions_estimate: int  # the planner's row estimate (pg_class), exact after ANALYZE
+    sessions_estimate: int  # the server's count of live rows (table statistics, kept up to date by writes)
     sessions_last_day: int  # completed in the last 24 hours (index range)
     latest_completed_at: str | None  # ISO text; the latest not in the future
     lag_hours: float | None
@@ -30,7 +30,7 @@ def observe(connection: Connection) -> SourceObservation:
               WHERE coalesce(updated_at, created_at) <= now() + interval '1 day'
             )
             SELECT
-              (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'exam_results'::regclass) AS estimate,
+              (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'exam_results'::regclass) AS estimate,
               (SELECT count(*) FROM exam_results
                WHERE coalesce(updated_at, created_at) > now() - interval '1 day'
                  AND coalesce(updated_at, created_at) <= now() + interval '1 day') AS last_day,

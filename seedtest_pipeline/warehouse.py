@@ -7,6 +7,7 @@ $SEEDTEST_HOME (default ./.seedtest), reused across runs. DATABASE_URL names any
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -67,11 +68,33 @@ def url_secrets(url: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def scrub(text: str, url: str) -> str:
-    """`text` (an error message, say) with the URL's password replaced by ***."""
-    for secret in url_secrets(url):
-        text = text.replace(secret, MASK)
+# A URL quoted in free text (an error message): scheme://, then everything up to a blank or a quote.
+_URL_IN_TEXT = re.compile(r"""[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>`]+""")
+
+
+def _masked_or_as_is(match: re.Match) -> str:
+    try:
+        return masked_url(match[0])
+    except ValueError:  # not parseable as a URL (e.g. a broken IPv6 host): nothing to mask
+        return match[0]
+
+
+def scrub(text: str, *urls: str) -> str:
+    """`text` (an error message, say) as it may be shown: every URL it quotes with its password
+    masked, and the passwords of `urls` (default: the configured database URLs) replaced by ***
+    wherever else they appear (a driver may quote a DSN or the password alone). The project's one
+    masking helper for free text; `masked_url` is the one for a URL."""
+    text = _URL_IN_TEXT.sub(_masked_or_as_is, text)
+    for url in urls or configured_database_urls():
+        for secret in url_secrets(url):
+            text = text.replace(secret, MASK)
     return text
+
+
+def configured_database_urls() -> list[str]:
+    """The database URLs of this process's environment (the warehouse's and Dagster's storage)."""
+    return [url for url in (os.environ.get(name, "").strip() for name in ("DATABASE_URL", "SEEDTEST_DAGSTER_PG_URL"))
+            if url]
 
 
 @dataclass(frozen=True)
@@ -142,9 +165,52 @@ def dagster_storage_url() -> str:
     return with_driver(embedded_server().database_url(DAGSTER_DATABASE), "psycopg2")
 
 
+# What says that the connection failed, not the statement: the same work on a new connection can
+# succeed, so a step that failed this way is worth retrying (resources/warehouse.py). SQLSTATE
+# class 08 is "connection exception"; 57P01-57P03 a server shutting down, crashed or starting (a
+# Cloud SQL failover or maintenance); 53300 too many connections. Every other SQLSTATE (bad data
+# 22xxx, a constraint 23xxx, a missing table 42xxx, a wrong password 28xxx) fails the same way on
+# every try.
+TRANSIENT_SQLSTATE_CLASSES = ("08",)
+TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# A connection that never reached the server has no SQLSTATE; among those, these were refused by
+# the server for good (libpq's wording).
+REFUSED_FOR_GOOD = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+                    "authentication method", "SSL is not enabled")
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) is a lost or refused connection worth another try,
+    rather than a failure of the statement or its data, which would fail the same way again."""
+    for cause in _chain(error):
+        if getattr(cause, "connection_invalidated", False):  # SQLAlchemy saw the connection die
+            return True
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if sqlstate:
+            return sqlstate.startswith(TRANSIENT_SQLSTATE_CLASSES) or sqlstate in TRANSIENT_SQLSTATES
+        if type(cause).__name__ == "OperationalError" and type(cause).__module__.startswith(("psycopg", "psycopg2")):
+            # No SQLSTATE: refused, timed out, or closed on the way ("server closed the connection
+            # unexpectedly"), unless the server said why it will never accept it.
+            return not any(reason in str(cause) for reason in REFUSED_FOR_GOOD)
+    return False
+
+
 # Sessions sort and hash hundreds of thousands of attempts per query; PostgreSQL's default 4MB
 # sends those sorts to disk. A batch pipeline holds few connections, so this is affordable.
 SESSION_OPTIONS = "-c timezone=UTC -c work_mem=64MB"
+
+
+# libpq waits for ever by default; a connect that hangs (a proxy that cannot reach its instance)
+# then hangs the run. After 10 s it fails as a lost connection, which a step retries.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def make_engine(url: str, **options) -> Engine:
@@ -152,7 +218,7 @@ def make_engine(url: str, **options) -> Engine:
     return sa.create_engine(
         with_driver(url, "psycopg"),
         pool_pre_ping=True,
-        connect_args={"options": SESSION_OPTIONS},
+        connect_args={"options": SESSION_OPTIONS, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
         **options,
     )
 

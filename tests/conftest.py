@@ -17,7 +17,7 @@ from seedtest_pipeline.attempts import apply_schema
 
 PIPELINE_TABLES = (
     "report_artifacts", "mirt_ability", "mirt_item_params", "mirt_fit_meta",
-    "weekly_kpi", "features_topic_daily", "exam_results",
+    "weekly_kpi", "features_topic_daily", "user_inactivity", "exam_results",
 )
 
 

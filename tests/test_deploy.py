@@ -15,6 +15,7 @@ import tomllib
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import jsonschema
 import kubernetes
 import kubernetes_validate
@@ -265,8 +266,11 @@ def test_the_release_tag_names_the_migration_job_and_the_image_of_runs(overlay):
     assert OWN_TAG.match(tag)
     job = one(docs, "Job")
     assert job["metadata"]["name"] == f"seedtest-db-upgrade--{tag}"
-    assert [c["name"] for c in pod_spec(job)["initContainers"]] == ["cloud-sql-proxy", "dagster-instance-migrate"]
-    assert pod_spec(job)["containers"][0]["command"] == ["seedtest-pipeline", "db", "upgrade"]
+    # In turn: Dagster's storage, the warehouse, then the pools' limits (before any run of the release).
+    steps = pod_spec(job)["initContainers"] + pod_spec(job)["containers"]
+    assert [c["name"] for c in steps] == ["cloud-sql-proxy", "dagster-instance-migrate", "db-upgrade", "pools"]
+    assert [c["command"] for c in steps[1:]] == [
+        ["dagster", "instance", "migrate"], ["seedtest-pipeline", "db", "upgrade"], ["seedtest-pipeline", "pools"]]
     code_location = one(docs, "Deployment", "seedtest-code-location")
     env = {e["name"]: e.get("value") for e in pod_spec(code_location)["containers"][0]["env"]}
     assert env["DAGSTER_CURRENT_IMAGE"] == image
@@ -359,10 +363,12 @@ def test_the_workspace_points_at_the_code_location_service():
 
 @pytest.fixture
 def prod_daemon_environment(monkeypatch):
-    """The prod daemon's environment: its settings, namespace and (a password-less) storage URL."""
+    """The prod daemon's environment: its settings, namespace and (password-less) database URLs,
+    which its runs (and their steps) get from the secret."""
     for name, value in settings_environment("prod").items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SEEDTEST_DAGSTER_PG_URL", "postgresql+psycopg2://seedtest@127.0.0.1:5432/dagster")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://seedtest@127.0.0.1:5432/seedtest")
 
 
 def test_storage_and_launcher_configs_pass_their_own_classes_schemas(prod_daemon_environment):
@@ -446,6 +452,72 @@ def test_a_job_can_raise_its_run_resources_with_a_tag(run_launcher):
     job = build_run_job(run_launcher, "registry.example/seedtest-pipeline:0.1.0-abcdef1", tags)
     validate_strictly(job)
     assert pod_spec(job)["containers"][0]["resources"] == bigger
+
+
+# --- the weekly reports' chunk steps as Kubernetes Jobs -----------------------------------------------
+
+def build_step_job(launcher, image: str, step_key: str, op_tags: dict[str, str]) -> dict:
+    """What dagster-k8s's K8sStepHandler.launch_step sends to the API server for one step of a
+    run launched by `launcher`, as a dict: the launcher's context (sidecar, env, secrets, security
+    context), merged with the step's `dagster-k8s/config` tag, as the handler merges them."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import construct_dagster_k8s_job, get_k8s_job_name, get_user_defined_k8s_config
+
+    run = dg.DagsterRun(job_name="render_weekly_reports", run_id=str(uuid.uuid4()),
+                        tags={"seedtest/work": "weekly_reports", "dagster/partition": "2026-11-16"})
+    context = K8sContainerContext.create_for_run(run, launcher, include_run_tags=False)
+    context = context.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(op_tags)))
+    name = f"dagster-step-{get_k8s_job_name(run.run_id, step_key)}"
+    job = construct_dagster_k8s_job(
+        job_config=context.get_k8s_job_config(image, launcher),
+        args=["dagster", "api", "execute_step", "{}"],
+        job_name=name,
+        pod_name=name,
+        component="step_worker",
+        user_defined_k8s_config=context.run_k8s_config,
+        labels={"dagster/job": run.job_name, "dagster/op": step_key, "dagster/run-id": run.run_id},
+        env_vars=[{"name": "DAGSTER_RUN_JOB_NAME", "value": run.job_name},
+                  {"name": "DAGSTER_RUN_STEP_KEY", "value": step_key}],
+    )
+    return kubernetes.client.ApiClient().sanitize_for_serialization(job)
+
+
+def test_in_production_each_chunk_of_the_reports_is_a_valid_kubernetes_job(run_launcher):
+    from dagster_k8s import k8s_job_executor
+
+    from assets.reports import CHUNK_STEP_K8S, weekly_reports
+    from seedtest_pipeline.jobs import chunk_step_executor
+    from seedtest_pipeline.pools import POOL_LIMITS
+    from seedtest_pipeline.settings import load_settings
+
+    docs = rendered("prod")
+    assert load_settings().deployed  # the prod environment of the fixture
+    assert chunk_step_executor(load_settings()) is k8s_job_executor
+    assert chunk_step_executor(load_settings({})) is None  # locally: Dagster's default executor
+    graph = weekly_reports.node_def
+    (chunk_op,) = [op for op in graph.iterate_op_defs() if op.name == "render_report_chunk"]
+    assert chunk_op.pool == "weekly_reports" and POOL_LIMITS["weekly_reports"] > 1  # several chunk pods at once
+    image = "asia-northeast3-docker.pkg.dev/seedtest-platform/seedtest/seedtest-pipeline:0.1.0-abcdef1"
+    job = build_step_job(run_launcher, image, "weekly_reports.render_report_chunk[chunk_3]", chunk_op.tags)
+    validate_strictly(job)
+    assert violations(job) == []
+    assert_restricted_pod_security(job)
+    spec = pod_spec(job)
+    (worker,) = spec["containers"]
+    assert worker["image"] == image and worker["args"][:3] == ["dagster", "api", "execute_step"]
+    assert worker["resources"] == CHUNK_STEP_K8S["container_config"]["resources"]  # the step's own, not the run's
+    assert worker["envFrom"] == [{"secretRef": {"name": SECRET}}]
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert env["DAGSTER_RUN_STEP_KEY"] == "weekly_reports.render_report_chunk[chunk_3]"
+    assert {name: env[name] for name in settings_environment("prod")} == settings_environment("prod")
+    assert spec["initContainers"][0] == proxy_of(docs)  # reaches PostgreSQL like every pod
+    assert spec["serviceAccountName"] == "seedtest-pipeline" and spec["restartPolicy"] == "Never"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "step_worker"
+    assert job["spec"]["backoffLimit"] == 0  # a failed step is retried by Dagster, with its backoff
+    # The planning and recording steps ask for less than a chunk.
+    for op in graph.iterate_op_defs():
+        resources = json.loads(op.tags["dagster-k8s/config"])["container_config"]["resources"]
+        assert set(resources) == {"requests", "limits"} and "memory" in resources["limits"]
 
 
 # --- release tag, lockfiles, image --------------------------------------------------------------------

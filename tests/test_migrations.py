@@ -114,3 +114,21 @@ def test_downgrade_to_base_leaves_no_table_of_the_pipeline_behind(fresh_engine):
         connection.execute(sa.text("CREATE UNLOGGED TABLE features_topic_daily_part_1700000000_ab12cd34_0 (x int)"))
     migrations.downgrade(fresh_engine, "base")
     assert tables(fresh_engine) == {"alembic_version"} or tables(fresh_engine) == set()
+
+
+def test_0011_adds_user_inactivity_and_the_per_student_index_and_takes_them_back(fresh_engine):
+    migrations.upgrade(fresh_engine, "0011")
+    with fresh_engine.connect() as connection:
+        index = connection.scalar(sa.text(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'exam_results_student_completed_idx'"))
+        # A platform row with a 3,000-character user_id is not refused: the index leaves it out.
+        connection.execute(sa.text("INSERT INTO exam_results (session_id, user_id, result_json) "
+                                   "VALUES ('s-long', repeat('x', 3000), '{}')"))
+        connection.rollback()
+    assert "seedtest_student_id(user_id)" in index and "length(user_id) <= 256" in index
+    assert "user_inactivity" in tables(fresh_engine)
+    migrations.downgrade(fresh_engine, "0010")
+    assert "user_inactivity" not in tables(fresh_engine)
+    with fresh_engine.connect() as connection:
+        assert connection.scalar(sa.text(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'exam_results_student_completed_idx'")) == 0

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from factories import insert_results, question, result
 from seedtest_pipeline import synthetic
 from seedtest_pipeline.calibration import calibrate
 from seedtest_pipeline.features import write_features
 from seedtest_pipeline.kpi import write_weekly_kpi
+from seedtest_pipeline.online_theta import update_online_theta
 from seedtest_pipeline.reports.store import LocalStore
 from seedtest_pipeline.reports.week import render_week
 from seedtest_pipeline.windows import DayRange, iso_monday
@@ -51,6 +53,15 @@ def chain(schema_engine):
         if week < today:  # the running week has KPIs once a day of it has ended
             with engine.begin() as connection:
                 write_weekly_kpi(connection, week, today)
+    # Sessions of the last hour and the online θ of their students, as the session_completed
+    # sensor's runs leave them.
+    with engine.connect() as connection:
+        users = list(connection.scalars(sa.text("SELECT DISTINCT user_id FROM mirt_ability ORDER BY 1 LIMIT 5")))
+    now = datetime.now(timezone.utc)
+    insert_results(engine, [result(user_id, now - timedelta(minutes=10 + n), [question(1001 + n), question(1100 + n)])
+                            for n, user_id in enumerate(users)])
+    with engine.begin() as connection:
+        assert update_online_theta(connection, users).rows_written == len(users)
     yield engine
     with engine.begin() as connection:
         connection.execute(sa.text("TRUNCATE weekly_kpi, features_topic_daily, exam_results"))
@@ -91,6 +102,23 @@ def test_the_recent_theta_queries_see_the_calibration_of_now(chain):
     today = datetime.now(timezone.utc).date()
     assert per_day[0]["date"] == today and per_day[0]["updates"] >= len(last_hour)
     assert per_day[0]["unique_users"] >= len({row["user_id"] for row in last_hour})
+
+
+def test_the_recent_theta_queries_return_the_online_updates(chain):
+    with chain.connect() as connection:
+        online = connection.execute(sa.text(
+            "SELECT user_id, theta, se, version, fitted_at FROM mirt_ability WHERE source = 'online'")).all()
+    assert len(online) == 5
+    last_hour = {(row["user_id"], row["version"]): row for row in run(chain, ONLINE_LAST_HOUR)}
+    for row in online:  # each update among the last hour's, with its figures; its version says "online"
+        shown = last_hour[(row.user_id, row.version)]
+        assert row.version.startswith("online:") and (shown["theta"], shown["se"], shown["fitted_at"]) == (
+            row.theta, row.se, row.fitted_at)
+        assert shown["se"] > 0
+    per_day = {row["date"]: row for row in run(chain, ONLINE_PER_DAY)}
+    for day in {row.fitted_at.astimezone(timezone.utc).date() for row in online}:  # UTC sessions
+        on_day = [row for row in online if row.fitted_at.astimezone(timezone.utc).date() == day]
+        assert per_day[day]["updates"] >= len(on_day) and per_day[day]["unique_users"] >= len(on_day)
 
 
 @pytest.fixture(scope="module")

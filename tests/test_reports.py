@@ -6,19 +6,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import unquote
 
-import boto3
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from botocore.config import Config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
+from factories import start_s3_server
 from assets.reports import weekly_reports
 from resources.object_store import ObjectStoreResource
 from resources.warehouse import WarehouseResource
@@ -348,23 +346,11 @@ def test_html_escapes_data_and_carries_chart_alternatives(renderer):
 
 @pytest.fixture(scope="module")
 def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
     patch = pytest.MonkeyPatch()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        patch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=endpoint, config=Config(signature_version="s3v4"))
-    client.create_bucket(Bucket="reports-test")
-    yield endpoint, client
+    s3 = start_s3_server(patch, bucket="reports-test")
+    yield s3.endpoint, s3.client
     patch.undo()
-    server.stop()
+    s3.stop()
 
 
 def test_a_week_in_s3_keys_rows_contents_and_identical_rerun(week_chain, s3_server, renderer):

@@ -26,6 +26,8 @@ MAX_SEGMENT_CHARS = 200
 HASHED_PREFIX_CHARS = 160
 CONTENT_TYPES = {"pdf": "application/pdf", "html": "text/html; charset=utf-8", "png": "image/png"}
 REPORT_FORMATS = ("pdf", "html")
+# S3 answers that mean "not now" rather than "no" (besides any 5xx and 429).
+S3_BUSY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"})
 
 
 def user_segment(user_id: str) -> str:
@@ -61,6 +63,19 @@ class ObjectStore(Protocol):
     def put(self, key: str, body: bytes, content_type: str) -> str:
         """Store body under key (replacing it) and return the object's URL; raise if it failed."""
 
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raise if it is missing or cannot be read."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object (nothing to do when it is missing); raise if the store refused."""
+
+    def retryable(self, error: Exception) -> bool:
+        """Whether a failed call may succeed when tried again later (a server busy, down or
+        unreachable), rather than never (refused credentials, a missing bucket, a blocked path)."""
+
+    def describe(self) -> str:
+        """Where the objects go, without secrets."""
+
 
 @dataclass
 class LocalStore:
@@ -94,6 +109,15 @@ class LocalStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         return path.as_uri()
+
+    def get(self, key: str) -> bytes:
+        return self.path_of(key).read_bytes()
+
+    def delete(self, key: str) -> None:
+        self.path_of(key).unlink(missing_ok=True)
+
+    def retryable(self, error: Exception) -> bool:
+        return False  # a local disk that refused a write (a file in the way, no permission) refuses again
 
     def describe(self) -> str:
         return f"local directory {self.root / self.prefix}"
@@ -141,6 +165,22 @@ class S3Store:
         full_key = self.prefix + key
         self.client.put_object(Bucket=self.bucket, Key=full_key, Body=body, ContentType=content_type)
         return f"s3://{self.bucket}/{full_key}"
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
+    def retryable(self, error: Exception) -> bool:
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as S3ConnectionError
+
+        if isinstance(error, ClientError):
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return status >= 500 or status == 429 or error.response.get("Error", {}).get("Code") in S3_BUSY_CODES
+        # Connection refused or reset, DNS, timeouts: the endpoint was not reached or did not answer.
+        return isinstance(error, (S3ConnectionError, HTTPClientError))
 
     def describe(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""

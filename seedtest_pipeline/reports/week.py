@@ -50,6 +50,7 @@ class ReportFailure:
     user_id: str
     stage: str  # data | render | upload
     error: str
+    retryable: bool = False  # an upload the store says may succeed later (ObjectStore.retryable)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def render_week(
                                    chunk, done_since, thumbnail and chunk == selected[0]): chunk for chunk in selected}
             for future in as_completed(futures):
                 part = future.result()
-                _merge(result, part)
+                merge_chunk_result(result, part)
                 log(f"chunk {futures[future] + 1}/{chunk_count}: {part.students} students; "
                     f"{result.reports_written} written, {len(result.failures)} failed so far")
         return result
@@ -133,7 +134,8 @@ def _render_chunk_in_process(database_url: str, store: ObjectStore, week: Report
         engine.dispose()
 
 
-def _merge(result: WeekReportResult, part: WeekReportResult) -> None:
+def merge_chunk_result(result: WeekReportResult, part: WeekReportResult) -> None:
+    """Add one chunk's result (rendered elsewhere: a process, a step) to the week's."""
     result.students += part.students
     result.reports_written += part.reports_written
     result.artifacts_recorded += part.artifacts_recorded
@@ -205,7 +207,8 @@ def render_chunk(engine: Engine, store: ObjectStore, week: ReportWeek, renderer:
             try:
                 url = store.put(keys[report_format], body, CONTENT_TYPES[report_format])
             except Exception as error:  # noqa: BLE001 (the isolation boundary: any store error is this student's)
-                result.failures.append(ReportFailure(user_id, "upload", f"{keys[report_format]}: {error}"))
+                result.failures.append(ReportFailure(user_id, "upload", f"{keys[report_format]}: {error}",
+                                                     retryable=store.retryable(error)))
                 break
             pending.append({"user_id": user_id, "week_start": week.week_start, "format": report_format, "url": url,
                             "file_size_bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()})
