@@ -29,6 +29,7 @@ ui: install  ## Dagster UI + daemon on the local instance: http://127.0.0.1:3000
 bench: install  ## benchmarks that print their figures (minutes; never part of `make test`)
 	$(BIN)/python bench/bench_seed.py
 	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_attempt.py
 	$(BIN)/python bench/bench_irt.py
 	$(BIN)/python bench/bench_reports.py setup
 	$(BIN)/python bench/bench_reports.py measure
