@@ -4,7 +4,8 @@ import dagster as dg
 
 from assets.metadata import row_counts, table_definition
 from resources.warehouse import WarehouseResource
-from seedtest_pipeline.features import preview, table_rows, write_features
+from seedtest_pipeline.features import TABLE, preview, write_features
+from seedtest_pipeline.warehouse import count_rows
 from seedtest_pipeline.markdown import markdown_table
 from seedtest_pipeline.partitions import daily_partitions
 from seedtest_pipeline.windows import DayRange
@@ -54,7 +55,7 @@ def features_topic_daily(
         result = write_features(warehouse.engine(), days)
         with warehouse.connect() as connection:
             sample = preview(connection, days)
-            table, partition = table_rows(connection, days)
+            table, partition = count_rows(connection, TABLE, "date", days.first, days.end)
         context.log.info(
             f"{days.first}..{days.end} ({days.days} days): {result.rows_written} rows written, "
             f"{result.rows_unchanged} unchanged, from "

@@ -8,10 +8,11 @@ from pydantic import Field
 from assets.metadata import row_counts, table_definition
 from resources.warehouse import WarehouseResource
 from seedtest_pipeline.inactivity import (
-    DEFAULT_THRESHOLD_DAYS, HORIZON_DAYS, SESSION_DAYS, summarise_day, table_rows, write_inactivity,
+    DEFAULT_THRESHOLD_DAYS, HORIZON_DAYS, SESSION_DAYS, TABLE, summarise_day, write_inactivity,
 )
 from seedtest_pipeline.markdown import markdown_table
 from seedtest_pipeline.partitions import daily_partitions
+from seedtest_pipeline.warehouse import count_rows
 from seedtest_pipeline.windows import DayRange
 
 COLUMNS = [
@@ -56,7 +57,7 @@ def user_inactivity(context: dg.AssetExecutionContext, config: InactivityConfig,
     last_day = days.end - timedelta(days=1)
     with warehouse.retried_when_unreachable(context), warehouse.connect() as connection:
         summary = summarise_day(connection, last_day, config.threshold_days)
-        table, partition = table_rows(connection, days)
+        table, partition = count_rows(connection, TABLE, "day", days.first, days.end)
     context.log.info(f"{days.first}..{days.end} ({days.days} days, threshold {config.threshold_days}): "
                      f"{result.rows_written} rows written, {result.rows_unchanged} unchanged, "
                      f"{result.rows_deleted} removed or changed in {result.seconds:.2f}s")

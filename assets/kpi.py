@@ -9,10 +9,11 @@ from assets.metadata import row_counts, table_definition
 from resources.warehouse import WarehouseResource
 from seedtest_pipeline.features import history_start, judge_completeness, source_written_by_day
 from seedtest_pipeline.kpi import (
-    DEFAULT_GOAL_TARGET, KPI_LABELS, busiest_users, kpi_summary, table_rows, write_weekly_kpi,
+    DEFAULT_GOAL_TARGET, KPI_LABELS, busiest_users, kpi_summary, write_weekly_kpi,
 )
 from seedtest_pipeline.markdown import markdown_table
 from seedtest_pipeline.partitions import daily_partitions, weekly_partitions
+from seedtest_pipeline.warehouse import count_rows
 from seedtest_pipeline.windows import DayRange
 
 FEATURES = dg.AssetKey("features_topic_daily")
@@ -82,7 +83,7 @@ def weekly_kpi(
         with warehouse.connect() as connection:
             summary = kpi_summary(connection, last.week_start)
             busiest = busiest_users(connection, last.week_start)
-            table, partition = table_rows(connection, weeks.first, weeks.end)
+            table, partition = count_rows(connection, "weekly_kpi", "week_start", weeks.first, weeks.end)
             completeness = judge_completeness(
                 days, history_start(connection), features_materialized_at(context.instance, days),
                 features_failed(context.instance, days), source_written_by_day(connection, DayRange(days[0], days[-1] + timedelta(days=1))),
@@ -124,14 +125,15 @@ def weekly_kpi(
 
 
 def features_materialized_at(instance: dg.DagsterInstance, days: list[date]) -> dict[date, datetime]:
-    """The time of each day's latest features materialisation."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=FEATURES, asset_partitions=[str(day) for day in days]), limit=len(days) * 50
-    ).records
+    """The time of each day's latest features materialisation (a day re-run many times cannot
+    hide another day's: one newest record per day)."""
     latest: dict[date, datetime] = {}
-    for record in records:  # newest first
-        day = date.fromisoformat(record.partition_key)
-        latest.setdefault(day, datetime.fromtimestamp(record.timestamp, timezone.utc))
+    for day in days:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=FEATURES, asset_partitions=[str(day)]), limit=1
+        ).records
+        if records:
+            latest[day] = datetime.fromtimestamp(records[0].timestamp, timezone.utc)
     return latest
 
 

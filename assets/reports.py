@@ -11,11 +11,10 @@ resources of its `dagster-k8s/config` tag (seedtest_pipeline/jobs.py, docs/decis
 import base64
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from assets.metadata import row_counts, table_definition
@@ -25,6 +24,7 @@ from seedtest_pipeline.markdown import markdown_table
 from seedtest_pipeline.partitions import weekly_partitions
 from seedtest_pipeline.pools import wait_for_earlier_runs
 from seedtest_pipeline.reports.week import STAGES, WeekReportResult, merge_chunk_result, render_week
+from seedtest_pipeline.warehouse import count_rows
 from seedtest_pipeline.windows import DayRange
 
 MAX_FAILURES_LISTED = 20
@@ -183,10 +183,8 @@ def record_weekly_reports(
     for part in chunk_results:
         merge_chunk_result(result, part)
     with warehouse.retried_when_unreachable(context), warehouse.connect() as connection:
-        row_count = connection.scalar(sa.text("SELECT count(*) FROM report_artifacts"))
-        week_rows = connection.scalar(
-            sa.text("SELECT count(*) FROM report_artifacts WHERE week_start = :week"), {"week": result.week_start}
-        )
+        row_count, week_rows = count_rows(connection, "report_artifacts", "week_start", result.week_start,
+                                          result.week_start + timedelta(days=1))
     total = result.total_seconds
     metadata = {
         **row_counts(row_count, week_rows),

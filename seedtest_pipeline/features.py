@@ -401,13 +401,3 @@ def judge_completeness(
         stale=[day for day in judged if day in materialized_at and day not in failed
                and day in source_written and source_written[day] > materialized_at[day]],
     )
-
-
-def table_rows(connection: Connection, days: DayRange) -> tuple[int, int]:
-    """Rows in features_topic_daily, and in `days`."""
-    row = connection.execute(
-        sa.text(f"SELECT count(*) AS total, count(*) FILTER (WHERE date >= :first_day AND date < :end_day) AS days "
-                f"FROM {TABLE}"),
-        days.bounds(),
-    ).one()
-    return row.total, row.days

@@ -114,13 +114,3 @@ def summarise_day(connection: Connection, day: date, threshold_days: int, previe
                 f"FROM {TABLE} WHERE day = :day ORDER BY days_inactive, user_id LIMIT :limit"),
         {"day": day, "limit": preview_rows})]
     return DaySummary(day, sum(counts.values()), counts.get(threshold_days + 1, 0), histogram, preview)
-
-
-def table_rows(connection: Connection, days: DayRange) -> tuple[int, int]:
-    """(rows in the table, rows of the days)."""
-    row = connection.execute(
-        sa.text(f"SELECT (SELECT count(*) FROM {TABLE}) AS total, "
-                f"(SELECT count(*) FROM {TABLE} WHERE day >= :first_day AND day < :end_day) AS window"),
-        {"first_day": days.first, "end_day": days.end},
-    ).one()
-    return int(row.total), int(row.window)

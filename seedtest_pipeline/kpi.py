@@ -162,13 +162,3 @@ def kpi_summary(connection: Connection, week_start: date) -> dict[str, dict]:
 
 def to_json(value) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def table_rows(connection: Connection, first_week: date, end: date) -> tuple[int, int]:
-    """Rows in weekly_kpi, and in the weeks [first_week, end)."""
-    row = connection.execute(
-        sa.text("SELECT count(*) AS total, count(*) FILTER (WHERE week_start >= :first AND week_start < :end) AS weeks "
-                "FROM weekly_kpi"),
-        {"first": first_week, "end": end},
-    ).one()
-    return row.total, row.weeks

@@ -278,3 +278,14 @@ def replace_rows(
         sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({staged_select}) AS s WHERE {kept}")
     ).rowcount
     return deleted, inserted, unchanged
+
+
+def count_rows(connection: Connection, table: str, column: str, first, end) -> tuple[int, int]:
+    """Rows in `table`, and those whose `column` lies in [first, end): the row counts an asset
+    reports for its table and for the partitions it wrote. One scan."""
+    row = connection.execute(
+        sa.text(f"SELECT count(*) AS total, count(*) FILTER (WHERE {column} >= :first AND {column} < :end) AS window "
+                f"FROM {table}"),
+        {"first": first, "end": end},
+    ).one()
+    return int(row.total), int(row.window)

@@ -5,11 +5,13 @@
 -- Only counts, but it still reads those days' JSON: about 60% of computing their features. Day by
 -- day, like the features: each day's results arrive in user order from exam_results_day_user_idx
 -- and are counted as they come (no sort, no hash table, no time zone conversion per element).
-SELECT seedtest_user_key(context.user_id) AS user_id, day.date, context.attempts, context.correct
+SELECT context.user_id, day.date, context.attempts, context.correct
 FROM (SELECT d::date AS date FROM generate_series(CAST(:context_day AS date), CAST(:first_day AS date) - 1,
                                                   interval '1 day') AS d) AS day
 CROSS JOIN LATERAL (
-  SELECT user_id, count(*)::integer AS attempts, count(*) FILTER (WHERE correct)::integer AS correct
+  -- The user key once per raw id, after the grouping.
+  SELECT seedtest_user_key(user_id) AS user_id, count(*)::integer AS attempts,
+         count(*) FILTER (WHERE correct)::integer AS correct
   FROM (
     SELECT raw_user_id COLLATE "C" AS user_id, correct
     FROM attempt_rows
@@ -18,7 +20,7 @@ CROSS JOIN LATERAL (
     ORDER BY 1  -- the index's order within the day: counted as the rows come
     OFFSET 0
   ) AS e
-  GROUP BY 1
-  OFFSET 0  -- the condition below is on a grouping column: this keeps it after the grouping, once per user
+  GROUP BY e.user_id
+  OFFSET 0  -- keeps the condition below after the grouping (PostgreSQL would push it down, per element)
 ) AS context
-WHERE seedtest_user_key(context.user_id) IS NOT NULL
+WHERE context.user_id IS NOT NULL
